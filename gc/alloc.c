@@ -1,0 +1,285 @@
+/* alloc.c — the allocator: per-thread caches, their refill, large objects,
+ * and the public allocation calls.
+ *
+ * Fast path (small objects): the thread's cache entry for the span class
+ * holds a 64-bit mask of free slots in one word of a span's alloc bitmap.
+ * Take the lowest bit, clear it, return base + index * size.  No lock and
+ * no atomic read-modify-write; about ten instructions.  Every 64 slots the
+ * refill publishes the consumed slots with one atomic OR and loads the next
+ * word; when the span is used up it goes back to its central pool and a new
+ * one is taken (span.c). */
+#include "internal.h"
+
+#include <errno.h>
+#include <string.h>
+
+_Atomic int tern_gc_black;
+static __thread struct tcache *tls_tc;
+
+static void mark_black(struct span *s, uintptr_t p) {
+    size_t i = span_slot(s, p - s->base);
+    atomic_fetch_or_explicit(&s->mark[i / 64], 1ull << (i % 64), memory_order_relaxed);
+}
+
+static void publish_counts(struct tcache *tc, bool may_collect) {
+    int64_t b = tc->alloc_bytes, o = tc->alloc_objs;
+    tc->alloc_bytes = tc->alloc_objs = 0;
+    tern_pacer_note_alloc(b, o, may_collect);
+}
+
+static void load_word(struct tcache *tc, struct tc_class *c, struct span *s, unsigned w, uint64_t free) {
+    c->word = w;
+    c->wordbase = s->base + (uintptr_t)w * 64 * c->size;
+    c->loaded = free;
+    c->needzero = atomic_load_explicit(&s->needzero, memory_order_acquire);
+    c->bits = free;
+    atomic_signal_fence(memory_order_seq_cst);
+    atomic_store_explicit(&s->cache_word, w, memory_order_release);
+    unsigned n = (unsigned)__builtin_popcountll(free);
+    tc->alloc_bytes += (int64_t)n * c->size;
+    tc->alloc_objs += n;
+}
+
+/* Next word of c's span with free slots; false when the span is used up. */
+static bool next_word(struct tcache *tc, struct tc_class *c, unsigned from) {
+    struct span *s = c->span;
+    for (unsigned w = from; w < s->nwords; w++) {
+        uint64_t free = ~atomic_load_explicit(&s->alloc[w], memory_order_acquire);
+        if (free) {
+            load_word(tc, c, s, w, free);
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Give the span of c back, publishing what the cache handed out. */
+static void drop_span(struct tcache *tc, struct tc_class *c) {
+    struct span *s = c->span;
+    if (!s) return;
+    tern_sweep_ensure(s); /* publish only into a swept span */
+    uint64_t used = c->loaded & ~c->bits;
+    if (used) atomic_fetch_or(&s->alloc[c->word], used);
+    unsigned left = (unsigned)__builtin_popcountll(c->bits);
+    tc->alloc_bytes -= (int64_t)left * c->size; /* counted at load, never handed out */
+    tc->alloc_objs -= left;
+    c->bits = c->loaded = 0;
+    c->span = NULL;
+    atomic_store(&s->owner, NULL);
+    tern_central_put(s);
+}
+
+static inline void *tc_alloc(struct tcache *tc, unsigned sc, bool zero);
+
+static __attribute__((noinline)) void *refill(struct tcache *tc, unsigned sc, bool zero) {
+    tern_ensure_init();
+    struct tc_class *c = &tc->c[sc];
+    struct span *s = c->span;
+    if (s) {
+        /* If a cycle ended since this span was swept, sweep it before the
+         * slots handed out since then enter its alloc bitmap: they may be
+         * younger than the marks. */
+        tern_sweep_ensure(s);
+        if (c->loaded) atomic_fetch_or(&s->alloc[c->word], c->loaded);
+        c->loaded = 0;
+        if (next_word(tc, c, c->word + 1)) goto done;
+        drop_span(tc, c);
+    }
+    for (;;) {
+        s = tern_central_take(sc);
+        if (!s) {
+            errno = ENOMEM;
+            return NULL;
+        }
+        c->span = s;
+        c->size = tern_classes[sc >> 1].size;
+        c->bits = c->loaded = 0;
+        atomic_store(&s->owner, c);
+        if (next_word(tc, c, 0)) break;
+        drop_span(tc, c); /* raced with nothing free: try again */
+    }
+done:
+    if (tc->alloc_bytes >= 64 * 1024) publish_counts(tc, true); /* may run a cycle */
+    return tc_alloc(tc, sc, zero);
+}
+
+static inline void *tc_alloc(struct tcache *tc, unsigned sc, bool zero) {
+    struct tc_class *c = &tc->c[sc];
+    uint64_t b = c->bits;
+    if (likely(b)) {
+        c->bits = b & (b - 1);
+        uintptr_t p = c->wordbase + (uintptr_t)__builtin_ctzll(b) * c->size;
+        if (c->needzero && zero) memset((void *)p, 0, c->size);
+        if (unlikely(atomic_load_explicit(&tern_gc_black, memory_order_relaxed))) mark_black(c->span, p);
+        return (void *)p;
+    }
+    return refill(tc, sc, zero);
+}
+
+static struct tcache *tcache_slow(void) {
+    tern_ensure_init();
+    struct thread *t = tern_thread_ensure();
+    if (!t) return NULL;
+    tls_tc = t->tc;
+    return t->tc;
+}
+
+void tern_tcache_attach(struct tcache *tc) { tls_tc = tc; }
+
+void tern_tcache_flush(struct tcache *tc) {
+    if (tls_tc == tc) tls_tc = NULL;
+    for (unsigned sc = 2; sc < 2 * tern_nclasses; sc++) drop_span(tc, &tc->c[sc]);
+    publish_counts(tc, false);
+}
+
+static void *large_alloc(size_t n, bool noscan, bool zero) {
+    tern_ensure_init();
+    if (n > ((size_t)1 << 46)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    size_t np = (n + PAGE_SIZE - 1) / PAGE_SIZE;
+    bool nz;
+    struct span *s = tern_span_alloc(np, &nz);
+    if (!s) {
+        tern_gc("out of memory", true);
+        s = tern_span_alloc(np, &nz);
+        if (!s) {
+            errno = ENOMEM;
+            return NULL;
+        }
+    }
+    tern_span_init_large(s, n, noscan);
+    if (nz && zero) memset((void *)s->base, 0, s->limit);
+    atomic_store(&s->state, SPAN_LARGE);
+    tern_pacer_note_alloc((int64_t)s->limit, 1, true);
+    return (void *)s->base;
+}
+
+void *tern_alloc_internal(size_t n, bool noscan, bool zero) {
+    if (likely(n <= MAX_SMALL)) {
+        struct tcache *tc = tls_tc;
+        if (unlikely(!tc) && !(tc = tcache_slow())) {
+            errno = ENOMEM;
+            return NULL;
+        }
+        return tc_alloc(tc, size_class(n) * 2 + noscan, zero);
+    }
+    return large_alloc(n, noscan, zero);
+}
+
+TERN_API void *tern_malloc(size_t n) { return tern_alloc_internal(n, false, true); }
+TERN_API void *tern_malloc_atomic(size_t n) { return tern_alloc_internal(n, true, false); }
+
+TERN_API void *tern_calloc(size_t count, size_t size) {
+    size_t n;
+    if (__builtin_mul_overflow(count, size, &n)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return tern_alloc_internal(n, false, true);
+}
+
+static bool live_span_state(unsigned st) { return st != SPAN_FREE; }
+
+/* The span and slot of the live object containing p, or NULL. */
+static struct span *object_at(const void *p, size_t *idx) {
+    struct span *s = span_of((uintptr_t)p);
+    if (!s || !live_span_state(atomic_load_explicit(&s->state, memory_order_acquire))) return NULL;
+    uintptr_t off = (uintptr_t)p - s->base;
+    if (off >= s->limit) return NULL;
+    *idx = span_slot(s, off);
+    return tern_object_live(s, *idx) ? s : NULL;
+}
+
+static size_t obj_size(const struct span *s) { return s->spanclass ? s->elemsize : s->limit; }
+
+TERN_API size_t tern_size(const void *p) {
+    size_t i;
+    struct span *s = object_at(p, &i);
+    return s ? obj_size(s) : 0;
+}
+
+TERN_API void *tern_base(const void *p) {
+    size_t i;
+    struct span *s = object_at(p, &i);
+    return s ? (void *)(s->base + i * (s->spanclass ? s->elemsize : 0)) : NULL;
+}
+
+static void free_large(struct span *s) {
+    if (atomic_fetch_or(&s->freed[0], 1) & 1) {
+        tern_report_error("double free", (void *)s->base);
+        return;
+    }
+    atomic_fetch_add(&tern_stats_g.explicit_frees, 1);
+    uint64_t sz = s->limit, cur = atomic_load(&tern_in_use);
+    while (!atomic_compare_exchange_weak(&tern_in_use, &cur, cur > sz ? cur - sz : 0)) {}
+    /* Sweeping happens under the class lock (class 0 for large spans). */
+    pthread_mutex_lock(&tern_central[0].lock);
+    uint32_t sg = atomic_load(&tern_sweepgen);
+    if (atomic_load(&s->sweepgen) == sg || tern_sweep_claim(s)) {
+        atomic_store(&s->sweepgen, sg);
+        atomic_store(&s->mark[0], 0);
+        tern_span_release(s);
+    }
+    pthread_mutex_unlock(&tern_central[0].lock);
+}
+
+TERN_API void tern_free(void *p) {
+    if (!p) return;
+    struct span *s = span_of((uintptr_t)p);
+    unsigned st = s ? atomic_load_explicit(&s->state, memory_order_acquire) : SPAN_FREE;
+    if (!s || st == SPAN_FREE) {
+        tern_report_error(s ? "double free" : "invalid free (not a Tern object)", p);
+        return;
+    }
+    uintptr_t off = (uintptr_t)p - s->base;
+    if (st == SPAN_LARGE) {
+        if (off) tern_report_error("invalid free (interior pointer)", p);
+        else free_large(s);
+        return;
+    }
+    size_t i = span_slot(s, off);
+    if (off >= s->limit || i * s->elemsize != off) {
+        tern_report_error("invalid free (interior pointer)", p);
+        return;
+    }
+    uint64_t bit = 1ull << (i % 64);
+    uint64_t old = atomic_fetch_or(&s->freed[i / 64], bit);
+    if (old & bit) {
+        tern_report_error("double free", p);
+        return;
+    }
+    if (!slot_allocated(s, i)) {
+        atomic_fetch_and(&s->freed[i / 64], ~bit);
+        tern_report_error("double free", p);
+        return;
+    }
+    atomic_fetch_add(&s->nfree_hint, 1);
+    atomic_fetch_add(&tern_stats_g.explicit_frees, 1);
+    uint64_t sz = s->elemsize, cur = atomic_load(&tern_in_use);
+    while (!atomic_compare_exchange_weak(&tern_in_use, &cur, cur > sz ? cur - sz : 0)) {}
+    tern_central_note_free(s);
+}
+
+TERN_API void *tern_realloc(void *p, size_t n) {
+    if (!p) return tern_malloc(n);
+    if (n == 0) {
+        tern_free(p);
+        return NULL;
+    }
+    size_t i;
+    struct span *s = object_at(p, &i);
+    if (!s || tern_base(p) != p) {
+        tern_report_error("invalid realloc", p);
+        errno = EINVAL;
+        return NULL;
+    }
+    size_t old = obj_size(s);
+    if (n <= old && (n > old / 2 || old <= 16)) return p;
+    void *q = tern_alloc_internal(n, s->noscan, true);
+    if (!q) return NULL;
+    memcpy(q, p, n < old ? n : old);
+    tern_free(p);
+    return q;
+}

@@ -1,0 +1,67 @@
+/* env.c — reading the TERN_* environment variables.
+ *
+ * Each variable is read once, at start-up.  A value that does not parse
+ * is reported once on stderr and the default is used; nothing aborts.
+ * getenv does not allocate, so this is safe before the heap exists. */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static bool parse_int(const char *s, long lo, long hi, long *out) {
+    if (!s || !*s) return false;
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (*end || v < lo || v > hi) return false;
+    *out = v;
+    return true;
+}
+
+/* "4194304", "4MiB", "512KiB", "1GiB" (also KB/MB/GB, K/M/G). */
+static bool parse_size(const char *s, size_t *out) {
+    if (!s || !*s) return false;
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (end == s) return false;
+    size_t mul = 1;
+    if (*end) {
+        static const struct { const char *suf; size_t mul; } sufs[] = {
+            {"K", 1u << 10}, {"KB", 1u << 10}, {"KiB", 1u << 10}, {"M", 1u << 20}, {"MB", 1u << 20},
+            {"MiB", 1u << 20}, {"G", 1u << 30}, {"GB", 1u << 30}, {"GiB", 1u << 30}};
+        size_t i;
+        for (i = 0; i < sizeof sufs / sizeof sufs[0]; i++)
+            if (strcmp(end, sufs[i].suf) == 0) break;
+        if (i == sizeof sufs / sizeof sufs[0]) return false;
+        mul = sufs[i].mul;
+    }
+    if (v > SIZE_MAX / mul) return false;
+    *out = (size_t)v * mul;
+    return true;
+}
+
+static void bad(const char *name, const char *val, const char *expect) {
+    tern_log("tern: ignoring %s=%s (expected %s); using the default\n", name, val, expect);
+}
+
+void tern_env_load(struct tern_config *cfg) {
+    const char *v;
+    long n;
+    if ((v = getenv("TERN_GC"))) {
+        if (strcmp(v, "off") == 0) cfg->gc_percent = -1;
+        else if (parse_int(v, 1, 1000000, &n)) cfg->gc_percent = (int)n;
+        else bad("TERN_GC", v, "a percentage >= 1, or off");
+    }
+    if ((v = getenv("TERN_MARKERS"))) {
+        if (parse_int(v, 1, 64, &n)) cfg->markers = (int)n;
+        else bad("TERN_MARKERS", v, "1..64");
+    }
+    if ((v = getenv("TERN_TRACE"))) {
+        if (parse_int(v, 0, 2, &n)) cfg->trace = (int)n;
+        else bad("TERN_TRACE", v, "0, 1 or 2");
+    }
+    if ((v = getenv("TERN_INITIAL_HEAP"))) {
+        size_t sz;
+        if (parse_size(v, &sz) && sz >= (256u << 10)) cfg->initial_heap = sz;
+        else bad("TERN_INITIAL_HEAP", v, "a size >= 256KiB, e.g. 4MiB");
+    }
+}

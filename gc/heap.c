@@ -1,0 +1,172 @@
+/* heap.c — chunks and pages: where the heap's memory comes from, and the
+ * O(1) map from any address to its chunk.
+ *
+ * Chunks are 4 MiB, 4 MiB-aligned mappings.  The first pages of each hold
+ * its header (struct chunk); the rest are 8 KiB pages handed out as runs
+ * (spans) under the heap lock, first fit.  Objects larger than a chunk's
+ * payload get a "huge" chunk of their own.  Chunk headers are never
+ * unmapped, so a stale or false pointer can always be looked up safely;
+ * freed huge chunks keep their mapping (payload returned with
+ * MADV_DONTNEED) and are reused, which keeps the number of mappings
+ * bounded. */
+#include "internal.h"
+
+#include <string.h>
+
+struct heap tern_heap = {.lock = PTHREAD_MUTEX_INITIALIZER};
+struct chunk **_Atomic tern_chunkmap_l1[1u << L1_BITS];
+static struct chunk *huge_free; /* freed huge chunks, for reuse */
+
+static bool chunkmap_set(uintptr_t start, size_t size, struct chunk *c) {
+    for (uintptr_t a = start; a < start + size; a += CHUNK_SIZE) {
+        uintptr_t u = a >> CHUNK_SHIFT;
+        struct chunk **l2 = atomic_load(&tern_chunkmap_l1[u >> L2_BITS]);
+        if (!l2) {
+            l2 = tern_os_map(sizeof(struct chunk *) << L2_BITS);
+            if (!l2) return false;
+            atomic_store_explicit(&tern_chunkmap_l1[u >> L2_BITS], l2, memory_order_release);
+        }
+        __atomic_store_n(&l2[u & ((1u << L2_BITS) - 1)], c, __ATOMIC_RELEASE);
+    }
+    return true;
+}
+
+static void bounds_add(uintptr_t lo, uintptr_t hi) {
+    uintptr_t cur = atomic_load(&tern_heap.lo);
+    if (cur == 0 || lo < cur) atomic_store(&tern_heap.lo, lo);
+    if (hi > atomic_load(&tern_heap.hi)) atomic_store(&tern_heap.hi, hi);
+}
+
+static struct chunk *chunk_new(size_t size, bool huge) {
+    struct chunk *c = tern_os_map_aligned(size, CHUNK_SIZE);
+    if (!c) return NULL;
+    c->magic = CHUNK_MAGIC;
+    c->size = size;
+    c->meta_pages = CHUNK_META_PAGES;
+    c->start = (uintptr_t)c + CHUNK_META_PAGES * PAGE_SIZE;
+    c->huge = huge;
+    if (!huge)
+        for (size_t i = CHUNK_META_PAGES; i < CHUNK_PAGES; i++) c->free_pages[i / 64] |= 1ull << (i % 64);
+    if (!chunkmap_set((uintptr_t)c, size, c)) {
+        tern_os_unmap(c, size);
+        return NULL;
+    }
+    bounds_add((uintptr_t)c, (uintptr_t)c + size);
+    atomic_fetch_add(&tern_heap.mapped, size);
+    c->next = tern_heap.chunks;
+    __atomic_store_n(&tern_heap.chunks, c, __ATOMIC_RELEASE);
+    return c;
+}
+
+static inline bool page_free(struct chunk *c, size_t i) { return (c->free_pages[i / 64] >> (i % 64)) & 1; }
+
+/* First fit: a run of n free pages in c, or -1. */
+static long find_run(struct chunk *c, size_t n) {
+    size_t i = c->meta_pages;
+    while (i + n <= CHUNK_PAGES) {
+        uint64_t w = c->free_pages[i / 64] >> (i % 64);
+        if (!w) { i = (i / 64 + 1) * 64; continue; }
+        i += (size_t)__builtin_ctzll(w);
+        size_t j = i;
+        while (j < i + n && j < CHUNK_PAGES && page_free(c, j)) j++;
+        if (j == i + n) return (long)i;
+        i = j + 1;
+    }
+    return -1;
+}
+
+static struct span *huge_alloc(size_t npages, bool *needzero) {
+    size_t size = ALIGN_UP(CHUNK_META_PAGES * PAGE_SIZE + npages * PAGE_SIZE, CHUNK_SIZE);
+    struct chunk **pp = &huge_free, *c = NULL;
+    for (; *pp; pp = &(*pp)->next_free)
+        if ((*pp)->size >= size && (*pp)->size <= 2 * size) {
+            c = *pp;
+            *pp = c->next_free;
+            break;
+        }
+    if (c) {
+        *needzero = false; /* payload was returned with MADV_DONTNEED */
+    } else {
+        c = chunk_new(size, true);
+        if (!c) return NULL;
+        *needzero = false;
+    }
+    c->next_free = NULL;
+    struct span *s = &c->spans[0];
+    memset(s, 0, sizeof *s);
+    s->chunk = c;
+    s->npages = (uint32_t)((c->size - CHUNK_META_PAGES * PAGE_SIZE) / PAGE_SIZE);
+    s->base = c->start;
+    s->alloc = &c->alloc_bits[0];
+    s->mark = &c->mark_bits[0];
+    s->freed = &c->freed_bits[0];
+    s->nwords = 1;
+    return s;
+}
+
+struct span *tern_span_alloc(size_t npages, bool *needzero) {
+    struct span *s = NULL;
+    pthread_mutex_lock(&tern_heap.lock);
+    if (npages > CHUNK_PAGES - CHUNK_META_PAGES) {
+        s = huge_alloc(npages, needzero);
+        goto out;
+    }
+    for (int attempt = 0; attempt < 2 && !s; attempt++) {
+        for (struct chunk *c = tern_heap.chunks; c; c = c->next) {
+            if (c->huge) continue;
+            long f = find_run(c, npages);
+            if (f < 0) continue;
+            bool dirty = false;
+            for (size_t i = (size_t)f; i < (size_t)f + npages; i++) {
+                c->free_pages[i / 64] &= ~(1ull << (i % 64));
+                dirty |= (c->dirty_pages[i / 64] >> (i % 64)) & 1;
+                c->dirty_pages[i / 64] |= 1ull << (i % 64);
+            }
+            s = &c->spans[f];
+            memset(s, 0, sizeof *s);
+            s->chunk = c;
+            s->npages = (uint32_t)npages;
+            s->base = (uintptr_t)c + (size_t)f * PAGE_SIZE;
+            s->alloc = &c->alloc_bits[f * PAGE_BITMAP_WORDS];
+            s->mark = &c->mark_bits[f * PAGE_BITMAP_WORDS];
+            s->freed = &c->freed_bits[f * PAGE_BITMAP_WORDS];
+            s->nwords = (uint32_t)(npages * PAGE_BITMAP_WORDS);
+            memset((void *)s->alloc, 0, s->nwords * 8);
+            memset((void *)s->mark, 0, s->nwords * 8);
+            memset((void *)s->freed, 0, s->nwords * 8);
+            *needzero = dirty;
+            /* Publish the page map last: a concurrent lookup sees either no
+             * span or a fully initialised one (state is still SPAN_FREE
+             * until the caller sets it). */
+            for (size_t i = (size_t)f; i < (size_t)f + npages; i++)
+                __atomic_store_n(&c->pagemap[i], (uint16_t)(f + 1), __ATOMIC_RELEASE);
+            break;
+        }
+        if (!s && attempt == 0 && !chunk_new(CHUNK_SIZE, false)) break;
+    }
+out:
+    if (s) atomic_fetch_add(&tern_heap.span_bytes, (size_t)s->npages * PAGE_SIZE);
+    pthread_mutex_unlock(&tern_heap.lock);
+    return s;
+}
+
+void tern_span_release(struct span *s) {
+    struct chunk *c = s->chunk;
+    pthread_mutex_lock(&tern_heap.lock);
+    atomic_store(&s->state, SPAN_FREE);
+    atomic_fetch_sub(&tern_heap.span_bytes, (size_t)s->npages * PAGE_SIZE);
+    if (c->huge) {
+        tern_os_decommit((void *)c->start, c->size - CHUNK_META_PAGES * PAGE_SIZE);
+        c->next_free = huge_free;
+        huge_free = c;
+    } else {
+        size_t f = (s->base - (uintptr_t)c) / PAGE_SIZE;
+        for (size_t i = f; i < f + s->npages; i++) {
+            __atomic_store_n(&c->pagemap[i], 0, __ATOMIC_RELEASE);
+            c->free_pages[i / 64] |= 1ull << (i % 64);
+        }
+    }
+    pthread_mutex_unlock(&tern_heap.lock);
+}
+
+void tern_heap_init(void) {}

@@ -1,0 +1,114 @@
+/* init.c — start-up, tern_init, errors, logging and fork.
+ *
+ * The library initialises itself on first use (or in tern_init): size
+ * classes, options from the environment, the stop signal, and the calling
+ * thread's registration.  A constructor also registers the main thread
+ * when the library is loaded, so its stack is a root even if another
+ * thread makes the first allocation. */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct tern_config tern_cfg;
+_Atomic int tern_initialized;
+static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void tern_log(const char *fmt, ...) {
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (n < 0) return;
+    if ((size_t)n >= sizeof buf) n = sizeof buf - 1;
+    ssize_t w = write(STDERR_FILENO, buf, (size_t)n);
+    (void)w;
+}
+
+void tern_report_error(const char *what, const void *p) {
+    tern_log("tern: %s of %p (ignored)\n", what, p);
+}
+
+static void atfork_prepare(void) {
+    pthread_mutex_lock(&tern_gc_lock);
+    tern_roots_lock();
+    pthread_mutex_lock(&tern_threads_lock);
+    tern_central_lock_all();
+    pthread_mutex_lock(&tern_heap.lock);
+}
+
+static void atfork_parent(void) {
+    pthread_mutex_unlock(&tern_heap.lock);
+    tern_central_unlock_all();
+    pthread_mutex_unlock(&tern_threads_lock);
+    tern_roots_unlock();
+    pthread_mutex_unlock(&tern_gc_lock);
+}
+
+static void atfork_child(void) {
+    atfork_parent();
+    tern_markers_atfork_child();
+    tern_thread_atfork_child();
+}
+
+static void init_locked(const struct tern_options *opts) {
+    tern_start_ns = tern_now_ns();
+    tern_cfg.gc_percent = 100;
+    tern_cfg.markers = tern_ncpus();
+    tern_cfg.trace = 0;
+    tern_cfg.initial_heap = 4u << 20;
+    tern_env_load(&tern_cfg);
+    if (opts) { /* explicit options win over the environment */
+        if (opts->gc_percent) tern_cfg.gc_percent = opts->gc_percent < 0 ? -1 : opts->gc_percent;
+        if (opts->markers > 0) tern_cfg.markers = opts->markers > 64 ? 64 : opts->markers;
+        if (opts->trace) tern_cfg.trace = opts->trace;
+        if (opts->initial_heap) tern_cfg.initial_heap = opts->initial_heap;
+    }
+    tern_sizeclass_init();
+    for (unsigned i = 0; i < NSPANCLASS; i++) pthread_mutex_init(&tern_central[i].lock, NULL);
+    tern_heap_init();
+    tern_roots_init();
+    tern_mark_init();
+    tern_pacer_init();
+    tern_thread_init();
+    pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+    atomic_store_explicit(&tern_initialized, 1, memory_order_release);
+}
+
+void tern_init_slow(void) {
+    pthread_mutex_lock(&init_lock);
+    if (!atomic_load(&tern_initialized)) init_locked(NULL);
+    pthread_mutex_unlock(&init_lock);
+}
+
+TERN_API int tern_init(const struct tern_options *opts) {
+    if (opts && (opts->markers < 0 || opts->trace < 0 || opts->trace > 2)) return TERN_EINVAL;
+    int rc = TERN_OK;
+    pthread_mutex_lock(&init_lock);
+    if (atomic_load(&tern_initialized)) rc = TERN_EEXIST;
+    else init_locked(opts);
+    pthread_mutex_unlock(&init_lock);
+    if (rc == TERN_OK) tern_thread_ensure();
+    return rc;
+}
+
+/* Register the main thread (or the thread that loaded us) at load time
+ * without initialising the heap, so tern_init can still set options. */
+__attribute__((constructor)) static void tern_load(void) { tern_thread_ensure(); }
+
+TERN_API const char *tern_strerror(int err) {
+    switch (err) {
+    case TERN_OK: return "success";
+    case TERN_EINVAL: return "invalid argument";
+    case TERN_ENOMEM: return "out of memory";
+    case TERN_ENOENT: return "not found";
+    case TERN_EEXIST: return "already exists";
+    case TERN_EAGAIN: return "resource temporarily unavailable";
+    default: return "unknown error";
+    }
+}

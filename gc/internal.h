@@ -1,0 +1,346 @@
+/* internal.h — the heap layout and the types every part of the collector
+ * shares.  Embedders never include this; they read include/tern.h.
+ *
+ * THE LAYOUT
+ *
+ *   address space
+ *   └─ chunk (4 MiB, aligned to 4 MiB, from mmap)
+ *      ├─ header pages: struct chunk — page map, span descriptors and the
+ *      │  side bitmaps (alloc, mark, freed) for every page of the chunk
+ *      └─ pages (8 KiB) grouped into spans
+ *         ├─ small span: 1–16 pages cut into equal slots of one size class
+ *         └─ large span: one object of any number of pages
+ *   huge objects (bigger than a chunk's payload) get a chunk of their own,
+ *   a multiple of 4 MiB long, holding one large span.
+ *
+ * Finding the object behind any word is O(1): a two-level radix table maps
+ * each 4 MiB of address space to its chunk; the chunk's page map gives the
+ * span; the offset divided by the slot size (a multiply by a precomputed
+ * reciprocal) gives the slot, whose bits in the side bitmaps say whether it
+ * is allocated, marked and explicitly freed.  No object has a header and no
+ * allocator metadata lives inside or between user objects.
+ *
+ * BITMAPS.  Each span owns, in its chunk header, one bit per slot in three
+ * bitmaps:
+ *   alloc — the slot holds an object (authoritative outside the current
+ *           64-slot word that an owning thread cache is handing out);
+ *   mark  — the object was reached in this cycle; objects allocated while a
+ *           cycle is marking are born marked ("allocate black");
+ *   freed — tern_free was called on it; merged into alloc by the sweeper or
+ *           when the span is next handed out.
+ * Sweeping a span is word-parallel: dead = alloc & ~mark.
+ *
+ * THREAD CACHES.  A thread allocates from its own cache: per span class a
+ * span and a 64-bit mask of the free slots in the current word of that
+ * span's alloc bitmap.  The fast path is: find the lowest set bit, clear it,
+ * compute the address.  Moving to the next word (every <= 64 objects)
+ * publishes the consumed slots into the alloc bitmap with one atomic OR.
+ * Spans come from a central pool per span class, each with its own lock.
+ *
+ * SWEEP GENERATIONS (as in Go).  The heap's sweepgen grows by 2 per cycle.
+ * A span with sweepgen == sg-2 needs sweeping, sg-1 is being swept, sg is
+ * swept.  Whoever wins the CAS sg-2 -> sg-1 sweeps it: the allocator
+ * (lazily, for the class it needs), the background sweeper, or the start of
+ * the next cycle, which finishes all sweeping so that sweeping never races
+ * with marking.
+ */
+#ifndef TERN_INTERNAL_H
+#define TERN_INTERNAL_H
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "tern.h"
+
+#define TERN_API __attribute__((visibility("default")))
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+#define ALIGN_UP(x, a) (((x) + ((a)-1)) & ~((uintptr_t)(a)-1))
+
+/* ---- geometry ---------------------------------------------------------- */
+#define GRANULE 16u
+#define PAGE_SHIFT 13
+#define PAGE_SIZE ((size_t)1 << PAGE_SHIFT)           /* 8 KiB */
+#define CHUNK_SHIFT 22
+#define CHUNK_SIZE ((size_t)1 << CHUNK_SHIFT)         /* 4 MiB */
+#define CHUNK_PAGES (CHUNK_SIZE / PAGE_SIZE)          /* 512   */
+#define PAGE_BITMAP_WORDS (PAGE_SIZE / GRANULE / 64)  /* 8 words per page */
+#define MAX_SMALL 32768u
+#define MAX_SPAN_PAGES 16
+
+/* Span classes: size class * 2 + noscan.  Class 0 is "large". */
+#define NCLASSES_MAX 80
+#define NSPANCLASS (NCLASSES_MAX * 2)
+
+enum span_state {
+    SPAN_FREE = 0,   /* pages not in use                      */
+    SPAN_CACHED,     /* small span owned by a thread cache    */
+    SPAN_PARTIAL,    /* small span on a central partial list  */
+    SPAN_FULL,       /* small span on a central full list     */
+    SPAN_UNSWEPT,    /* small span on a central unswept list  */
+    SPAN_SWEEPING,   /* taken off a list by a sweeper         */
+    SPAN_LARGE,      /* one large object                      */
+};
+
+struct tc_class;
+struct chunk;
+
+struct span {
+    uintptr_t base;           /* address of slot 0                          */
+    uintptr_t limit;          /* nelems * elemsize                          */
+    uint32_t elemsize;
+    uint32_t nelems;
+    uint64_t divmagic;        /* (off * divmagic) >> 48 == off / elemsize   */
+    uint32_t npages;
+    uint16_t spanclass;       /* 0 for large                                */
+    uint8_t noscan;
+    _Atomic uint8_t state;
+    _Atomic uint32_t sweepgen;
+    _Atomic uint8_t needzero; /* slots may hold old data                    */
+    _Atomic uint8_t rescan;   /* mark stack overflowed on an object here    */
+    _Atomic uint32_t cache_word; /* word an owning cache is consuming       */
+    struct tc_class *_Atomic owner; /* owning cache entry, or NULL          */
+    _Atomic uint64_t *alloc, *mark, *freed;
+    uint32_t nwords;          /* bitmap words                               */
+    _Atomic uint32_t nfree_hint; /* frees since the span was last swept     */
+    struct span *next, *prev; /* list links (central lists)                 */
+    struct chunk *chunk;
+};
+
+struct chunk {
+    uint64_t magic;
+    struct chunk *next;       /* all chunks                                 */
+    struct chunk *next_free;  /* freed huge chunks kept for reuse           */
+    uintptr_t start;          /* first payload byte                         */
+    size_t size;              /* mapping size (CHUNK_SIZE or huge)          */
+    uint32_t meta_pages;      /* header pages at the front                  */
+    uint32_t huge;
+    uint64_t free_pages[CHUNK_PAGES / 64]; /* 1 = page free                 */
+    uint64_t dirty_pages[CHUNK_PAGES / 64]; /* 1 = page may hold old data  */
+    uint16_t pagemap[CHUNK_PAGES];  /* first page of the span + 1, 0 = none */
+    struct span spans[CHUNK_PAGES]; /* descriptor of the span at page i     */
+    _Atomic uint64_t alloc_bits[CHUNK_PAGES * PAGE_BITMAP_WORDS];
+    _Atomic uint64_t mark_bits[CHUNK_PAGES * PAGE_BITMAP_WORDS];
+    _Atomic uint64_t freed_bits[CHUNK_PAGES * PAGE_BITMAP_WORDS];
+};
+#define CHUNK_MAGIC 0x7465726e6368756bull
+#define CHUNK_META_PAGES ((sizeof(struct chunk) + PAGE_SIZE - 1) / PAGE_SIZE)
+
+/* ---- size classes (sizeclass.c) -------------------------------------- */
+struct sizeclass {
+    uint32_t size;
+    uint32_t npages;
+    uint32_t nelems;
+    uint64_t divmagic;
+};
+extern struct sizeclass tern_classes[NCLASSES_MAX];
+extern unsigned tern_nclasses;
+extern uint8_t tern_size_to_class16[MAX_SMALL / GRANULE + 1];
+void tern_sizeclass_init(void);
+static inline unsigned size_class(size_t n) {
+    return tern_size_to_class16[(n + GRANULE - 1) / GRANULE];
+}
+
+/* ---- OS (os.c) --------------------------------------------------------- */
+void *tern_os_map(size_t size);                 /* zeroed, page aligned  */
+void *tern_os_map_aligned(size_t size, size_t align);
+void tern_os_unmap(void *p, size_t size);
+void tern_os_decommit(void *p, size_t size);   /* contents become zero  */
+uint64_t tern_now_ns(void);
+uint64_t tern_thread_cpu_ns(void);
+size_t tern_os_rss(void);
+int tern_ncpus(void);
+
+/* ---- heap: chunks, pages, lookup (heap.c) ------------------------------ */
+struct heap {
+    pthread_mutex_t lock;           /* page allocator and chunk list   */
+    struct chunk *chunks;
+    _Atomic uintptr_t lo, hi;       /* bounds of all chunks            */
+    _Atomic size_t mapped;          /* bytes mapped for chunks         */
+    _Atomic size_t span_bytes;      /* bytes in in-use spans           */
+};
+extern struct heap tern_heap;
+extern struct chunk **_Atomic tern_chunkmap_l1[];
+struct span *tern_span_alloc(size_t npages, bool *needzero); /* heap lock held inside */
+void tern_span_release(struct span *s);       /* give pages back      */
+void tern_heap_init(void);
+
+#define L1_BITS 13
+#define L2_BITS (47 - CHUNK_SHIFT - L1_BITS)
+static inline struct chunk *chunk_of(uintptr_t a) {
+    uintptr_t u = a >> CHUNK_SHIFT;
+    if (unlikely(a >> 47)) return NULL;
+    struct chunk **l2 = atomic_load_explicit(&tern_chunkmap_l1[u >> L2_BITS], memory_order_acquire);
+    if (!l2) return NULL;
+    return l2[u & ((1u << L2_BITS) - 1)];
+}
+/* The in-use span holding address a, or NULL. */
+static inline struct span *span_of(uintptr_t a) {
+    if (a - atomic_load_explicit(&tern_heap.lo, memory_order_relaxed) >=
+        atomic_load_explicit(&tern_heap.hi, memory_order_relaxed) -
+            atomic_load_explicit(&tern_heap.lo, memory_order_relaxed))
+        return NULL;
+    struct chunk *c = chunk_of(a);
+    if (!c) return NULL;
+    size_t pg = (a - (uintptr_t)c) >> PAGE_SHIFT;
+    if (c->huge) return pg >= c->meta_pages ? &c->spans[0] : NULL;
+    unsigned f = c->pagemap[pg];
+    return f ? &c->spans[f - 1] : NULL;
+}
+/* Slot index of offset off in span s (off < s->limit). */
+static inline size_t span_slot(const struct span *s, uintptr_t off) {
+    return (size_t)(((unsigned __int128)off * s->divmagic) >> 48);
+}
+
+/* ---- central span pools (span.c) --------------------------------------- */
+struct central {
+    pthread_mutex_t lock;
+    struct span *partial, *full, *unswept;
+};
+extern struct central tern_central[NSPANCLASS];
+struct span *tern_central_take(unsigned spanclass);   /* CACHED, swept */
+void tern_central_put(struct span *s);                /* from a cache  */
+void tern_central_note_free(struct span *s);          /* FULL -> PARTIAL */
+void tern_central_lock_all(void);
+void tern_central_unlock_all(void);
+void tern_central_begin_sweep(void);                  /* in STW: lists -> unswept */
+void tern_list_push(struct span **head, struct span *s);
+void tern_list_remove(struct span **head, struct span *s);
+void tern_span_init_small(struct span *s, unsigned spanclass);
+void tern_span_init_large(struct span *s, size_t size, bool noscan);
+
+/* ---- thread caches and allocation (alloc.c) ---------------------------- */
+struct tc_class {
+    uint64_t bits;          /* free slots left in the current word        */
+    uintptr_t wordbase;     /* address of slot 0 of the current word      */
+    uint32_t size;
+    uint32_t needzero;
+    struct span *span;
+    uint64_t loaded;        /* free mask when the word was loaded         */
+    uint32_t word;
+};
+struct tcache {
+    struct tc_class c[NSPANCLASS];
+    int64_t alloc_bytes;    /* not yet published to the pacer             */
+    int64_t alloc_objs;
+};
+void tern_tcache_flush(struct tcache *tc);            /* give every span back */
+void tern_tcache_attach(struct tcache *tc);
+
+/* Is slot i of small span s allocated?  Outside the word an owning cache
+ * is handing out, the alloc bit says; inside it, the cache's own mask
+ * does (a slot free when the word was loaded and no longer in the mask
+ * has been handed out).  The cache's mask only ever loses bits, so a read
+ * racing with the owner errs only towards "not yet handed out" for a slot
+ * the owner is returning this instant, which holds nothing yet. */
+static inline bool slot_allocated(struct span *s, size_t i) {
+    uint64_t bit = 1ull << (i % 64);
+    if (atomic_load_explicit(&s->alloc[i / 64], memory_order_acquire) & bit) return true;
+    struct tc_class *own = atomic_load_explicit(&s->owner, memory_order_acquire);
+    if (!own) return false;
+    uint32_t w1 = atomic_load_explicit(&s->cache_word, memory_order_acquire);
+    uint64_t loaded = __atomic_load_n(&own->loaded, __ATOMIC_RELAXED);
+    uint64_t bits = __atomic_load_n(&own->bits, __ATOMIC_RELAXED);
+    uint32_t w2 = atomic_load_explicit(&s->cache_word, memory_order_acquire);
+    if (w1 != w2 || w1 != i / 64)
+        return atomic_load_explicit(&s->alloc[i / 64], memory_order_acquire) & bit;
+    return (loaded & bit) && !(bits & bit);
+}
+extern _Atomic int tern_gc_black;                      /* allocate black       */
+void *tern_alloc_internal(size_t n, bool noscan, bool zero);
+
+/* ---- threads and stop-the-world (thread.c) ----------------------------- */
+struct thread {
+    struct thread *next, *prev;
+    pthread_t pthread;
+    pid_t tid;
+    uintptr_t stack_lo, stack_hi;
+    uintptr_t tp;                  /* thread pointer (TLS base)            */
+    _Atomic uintptr_t sp;          /* stack pointer saved when stopped     */
+    uintptr_t regs[32];            /* registers saved when stopped         */
+    struct tcache *tc;
+    int external;                  /* registered by tern_register_thread   */
+    struct tcache tcache;          /* the thread's allocation cache        */
+};
+extern pthread_mutex_t tern_threads_lock;
+extern struct thread *tern_threads;
+extern unsigned tern_nthreads;
+struct thread *tern_thread_self(void);                 /* NULL if unknown */
+struct thread *tern_thread_ensure(void);               /* registers if needed */
+int tern_stop_world(void);                              /* threads lock held */
+void tern_start_world(void);
+void tern_thread_save_self(struct thread *t);
+void tern_thread_init(void);
+void tern_thread_atfork_child(void);
+void tern_threads_scan_pending(void (*scan)(uintptr_t lo, uintptr_t hi, void *), void *);
+int tern_real_pthread_create(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
+
+/* ---- roots (roots.c) -------------------------------------------------- */
+struct root_range { uintptr_t lo, hi; };
+void tern_roots_prepare(void);       /* before stopping: static data, TLS sizes */
+void tern_roots_scan(void (*scan)(uintptr_t lo, uintptr_t hi, void *), void *arg);
+void tern_roots_init(void);
+void tern_roots_done(void);          /* after the world restarts */
+void tern_roots_lock(void);          /* fork */
+void tern_roots_unlock(void);
+
+/* ---- marking (mark.c) ------------------------------------------------- */
+void tern_mark_init(void);
+uint64_t tern_mark_roots_and_drain(unsigned markers);  /* world stopped */
+void tern_markers_atfork_child(void);
+extern _Atomic uint64_t tern_marked_bytes;
+static inline bool bit_test(_Atomic uint64_t *bm, size_t i) {
+    return (atomic_load_explicit(&bm[i / 64], memory_order_relaxed) >> (i % 64)) & 1;
+}
+
+/* ---- sweeping (sweep.c) ----------------------------------------------- */
+extern _Atomic uint32_t tern_sweepgen;
+size_t tern_sweep_span(struct span *s);   /* caller won the sweepgen CAS; returns bytes freed */
+bool tern_sweep_claim(struct span *s);
+void tern_sweep_ensure(struct span *s);    /* swept when it returns */
+void tern_sweep_ensure_locked(struct span *s); /* central lock held */
+void tern_sweep_finish(void);              /* sweep everything still unswept */
+bool tern_object_live(struct span *s, size_t idx);
+
+/* ---- pacing (pacer.c) ------------------------------------------------- */
+extern _Atomic uint64_t tern_in_use;       /* bytes allocated since mark + live */
+extern _Atomic uint64_t tern_next_gc;
+void tern_pacer_note_alloc(int64_t bytes, int64_t objs, bool may_collect);
+void tern_pacer_cycle_done(uint64_t live);
+void tern_pacer_init(void);
+
+/* ---- the cycle, stats, tracing (collect.c) ------------------------------ */
+void tern_gc(const char *why, bool full_sweep);
+struct tern_global_stats {
+    _Atomic uint64_t cycles, allocated_bytes, allocated_objects, freed_bytes,
+        explicit_frees, total_pause_ns, max_pause_ns, last_pause_ns, mark_cpu_ns,
+        gc_cpu_ns, live_bytes;
+    _Atomic uint32_t markers;
+};
+extern struct tern_global_stats tern_stats_g;
+extern pthread_mutex_t tern_gc_lock;
+extern uint64_t tern_start_ns;
+
+/* ---- configuration (env.c, init.c) -------------------------------------- */
+struct tern_config {
+    int gc_percent;        /* <0: off */
+    int markers;
+    int trace;
+    size_t initial_heap;
+};
+extern struct tern_config tern_cfg;
+void tern_env_load(struct tern_config *cfg);
+extern _Atomic int tern_initialized;
+void tern_init_slow(void);
+static inline void tern_ensure_init(void) {
+    if (unlikely(!atomic_load_explicit(&tern_initialized, memory_order_acquire))) tern_init_slow();
+}
+void tern_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void tern_report_error(const char *what, const void *p);
+
+#endif /* TERN_INTERNAL_H */

@@ -1,0 +1,44 @@
+/* pacer.c — when to collect.
+ *
+ * Like Go's GOGC: a cycle starts when the bytes in use (live data found by
+ * the last mark plus everything allocated since) reach
+ *     goal = live * (1 + TERN_GC / 100),
+ * but never below the initial heap size (4 MiB by default), so small
+ * programs do not collect constantly.  TERN_GC=off never starts a cycle on
+ * its own; tern_collect() still works.  Threads publish what they allocate
+ * in batches of 64 KiB, so the fast path never touches a shared counter. */
+#include "internal.h"
+
+_Atomic uint64_t tern_in_use;
+_Atomic uint64_t tern_next_gc;
+
+static uint64_t goal_for(uint64_t live) {
+    if (tern_cfg.gc_percent < 0) return UINT64_MAX;
+    uint64_t g = live + live / 100 * (uint64_t)tern_cfg.gc_percent;
+    return g < tern_cfg.initial_heap ? tern_cfg.initial_heap : g;
+}
+
+void tern_pacer_init(void) { atomic_store(&tern_next_gc, goal_for(0)); }
+
+/* bytes may be negative: a cache returns slots it counted but never
+ * handed out.  In-use never drops below zero. */
+void tern_pacer_note_alloc(int64_t bytes, int64_t objs, bool may_collect) {
+    atomic_fetch_add_explicit(&tern_stats_g.allocated_bytes, (uint64_t)bytes, memory_order_relaxed);
+    atomic_fetch_add_explicit(&tern_stats_g.allocated_objects, (uint64_t)objs, memory_order_relaxed);
+    uint64_t now;
+    if (bytes >= 0) {
+        now = atomic_fetch_add_explicit(&tern_in_use, (uint64_t)bytes, memory_order_relaxed) + (uint64_t)bytes;
+    } else {
+        uint64_t cur = atomic_load(&tern_in_use), d = (uint64_t)-bytes;
+        while (!atomic_compare_exchange_weak(&tern_in_use, &cur, cur > d ? cur - d : 0)) {}
+        return;
+    }
+    if (may_collect && unlikely(now >= atomic_load_explicit(&tern_next_gc, memory_order_relaxed)))
+        tern_gc("heap goal", false);
+}
+
+/* Called at the end of a cycle, world stopped. */
+void tern_pacer_cycle_done(uint64_t live) {
+    atomic_store(&tern_in_use, live);
+    atomic_store(&tern_next_gc, goal_for(live));
+}

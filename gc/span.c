@@ -1,0 +1,187 @@
+/* span.c — spans and the central pools they wait in between thread caches.
+ *
+ * Every small span is in exactly one place: a thread cache (CACHED), or one
+ * of its span class's central lists — partial (has free slots), full, or
+ * unswept (the last cycle's marks have not been applied yet).  Each span
+ * class has its own lock, so threads allocating different sizes never
+ * contend.  Large spans are on no list: the sweeper finds them by walking
+ * the chunks. */
+#include "internal.h"
+
+struct central tern_central[NSPANCLASS];
+
+void tern_list_push(struct span **head, struct span *s) {
+    s->prev = NULL;
+    s->next = *head;
+    if (*head) (*head)->prev = s;
+    *head = s;
+}
+
+void tern_list_remove(struct span **head, struct span *s) {
+    if (s->prev) s->prev->next = s->next;
+    else *head = s->next;
+    if (s->next) s->next->prev = s->prev;
+    s->next = s->prev = NULL;
+}
+
+static void set_tail_bits(struct span *s) {
+    /* Slots past nelems in the last bitmap word stay "allocated" forever so
+     * the cache never hands them out; the sweeper masks them. */
+    unsigned last = s->nelems / 64, r = s->nelems % 64;
+    if (r) atomic_store(&s->alloc[last], ~0ull << r);
+    for (unsigned w = last + (r ? 1 : 0); w < s->nwords; w++) atomic_store(&s->alloc[w], ~0ull);
+}
+
+void tern_span_init_small(struct span *s, unsigned spanclass) {
+    const struct sizeclass *k = &tern_classes[spanclass >> 1];
+    s->elemsize = k->size;
+    s->nelems = k->nelems;
+    s->limit = (uintptr_t)k->nelems * k->size;
+    s->divmagic = k->divmagic;
+    s->spanclass = (uint16_t)spanclass;
+    s->noscan = spanclass & 1;
+    s->nwords = (s->nelems + 63) / 64;
+    set_tail_bits(s);
+    atomic_store(&s->sweepgen, atomic_load(&tern_sweepgen));
+}
+
+void tern_span_init_large(struct span *s, size_t size, bool noscan) {
+    (void)size;
+    s->elemsize = (uint32_t)0; /* large: size is npages * PAGE_SIZE */
+    s->nelems = 1;
+    s->limit = (uintptr_t)s->npages * PAGE_SIZE;
+    s->divmagic = 0; /* span_slot() == 0 */
+    s->spanclass = 0;
+    s->noscan = noscan;
+    s->nwords = 1;
+    atomic_store(&s->alloc[0], 1);
+    atomic_store(&s->mark[0], atomic_load(&tern_gc_black) ? 1 : 0);
+    atomic_store(&s->freed[0], 0);
+    atomic_store(&s->sweepgen, atomic_load(&tern_sweepgen));
+}
+
+/* Apply explicit frees recorded since the span was swept. */
+static void merge_freed(struct span *s) {
+    if (!atomic_load_explicit(&s->nfree_hint, memory_order_relaxed)) return;
+    atomic_store(&s->nfree_hint, 0);
+    for (unsigned w = 0; w < s->nwords; w++) {
+        uint64_t f = atomic_exchange(&s->freed[w], 0);
+        if (f) atomic_fetch_and(&s->alloc[w], ~f);
+    }
+    atomic_store(&s->needzero, 1);
+}
+
+static bool has_free(struct span *s) {
+    for (unsigned w = 0; w < s->nwords; w++)
+        if (~atomic_load_explicit(&s->alloc[w], memory_order_relaxed)) return true;
+    return false;
+}
+
+static bool is_empty(struct span *s) {
+    unsigned last = s->nelems / 64, r = s->nelems % 64;
+    for (unsigned w = 0; w < last; w++)
+        if (atomic_load_explicit(&s->alloc[w], memory_order_relaxed)) return false;
+    if (r && (atomic_load_explicit(&s->alloc[last], memory_order_relaxed) & ((1ull << r) - 1))) return false;
+    return true;
+}
+
+/* A swept span with free slots, owned by the caller (state CACHED), or
+ * NULL when the OS refuses memory. */
+struct span *tern_central_take(unsigned sc) {
+    struct central *c = &tern_central[sc];
+    struct span *s;
+    pthread_mutex_lock(&c->lock);
+    for (;;) {
+        if ((s = c->partial)) {
+            tern_list_remove(&c->partial, s);
+            tern_sweep_ensure_locked(s);
+            merge_freed(s);
+            if (has_free(s)) break;
+            atomic_store(&s->state, SPAN_FULL);
+            tern_list_push(&c->full, s);
+            continue;
+        }
+        if ((s = c->unswept)) {
+            /* Lazy sweeping: the allocator sweeps the spans of the class it
+             * needs before it asks for fresh pages. */
+            tern_list_remove(&c->unswept, s);
+            tern_sweep_ensure_locked(s);
+            merge_freed(s);
+            if (is_empty(s)) {
+                tern_span_release(s);
+                continue;
+            }
+            if (has_free(s)) break;
+            atomic_store(&s->state, SPAN_FULL);
+            tern_list_push(&c->full, s);
+            continue;
+        }
+        pthread_mutex_unlock(&c->lock);
+        bool needzero;
+        s = tern_span_alloc(tern_classes[sc >> 1].npages, &needzero);
+        if (!s) return NULL;
+        tern_span_init_small(s, sc);
+        atomic_store(&s->needzero, needzero);
+        atomic_store(&s->state, SPAN_CACHED);
+        return s;
+    }
+    atomic_store(&s->state, SPAN_CACHED);
+    pthread_mutex_unlock(&c->lock);
+    return s;
+}
+
+/* A cache gives a span back (it is exhausted, or the thread is leaving). */
+void tern_central_put(struct span *s) {
+    struct central *c = &tern_central[s->spanclass];
+    pthread_mutex_lock(&c->lock);
+    merge_freed(s);
+    if (is_empty(s)) {
+        pthread_mutex_unlock(&c->lock);
+        tern_span_release(s);
+        return;
+    }
+    if (has_free(s)) {
+        atomic_store(&s->state, SPAN_PARTIAL);
+        tern_list_push(&c->partial, s);
+    } else {
+        atomic_store(&s->state, SPAN_FULL);
+        tern_list_push(&c->full, s);
+    }
+    pthread_mutex_unlock(&c->lock);
+}
+
+/* An object in s was freed explicitly: a full span becomes partial. */
+void tern_central_note_free(struct span *s) {
+    if (atomic_load_explicit(&s->state, memory_order_relaxed) != SPAN_FULL) return;
+    struct central *c = &tern_central[s->spanclass];
+    pthread_mutex_lock(&c->lock);
+    if (atomic_load(&s->state) == SPAN_FULL) {
+        tern_list_remove(&c->full, s);
+        atomic_store(&s->state, SPAN_PARTIAL);
+        tern_list_push(&c->partial, s);
+    }
+    pthread_mutex_unlock(&c->lock);
+}
+
+void tern_central_lock_all(void) {
+    for (unsigned i = 0; i < 2 * tern_nclasses; i++) pthread_mutex_lock(&tern_central[i].lock);
+}
+
+void tern_central_unlock_all(void) {
+    for (unsigned i = 0; i < 2 * tern_nclasses; i++) pthread_mutex_unlock(&tern_central[i].lock);
+}
+
+/* World stopped, all central locks held: every listed span needs sweeping. */
+void tern_central_begin_sweep(void) {
+    for (unsigned i = 2; i < 2 * tern_nclasses; i++) {
+        struct central *c = &tern_central[i];
+        struct span **lists[2] = {&c->partial, &c->full};
+        for (int l = 0; l < 2; l++)
+            while (*lists[l]) {
+                struct span *s = *lists[l];
+                tern_list_remove(lists[l], s);
+                atomic_store(&s->state, SPAN_UNSWEPT);
+                tern_list_push(&c->unswept, s);
+            }
+    }
+}

@@ -1,0 +1,136 @@
+/* sweep.c — the sweeper: applies a cycle's marks to the alloc bitmaps.
+ *
+ * Sweeping a small span is word-parallel: dead = alloc & ~mark; those
+ * slots become free (their memory is zeroed when handed out again), the
+ * mark word is cleared for the next cycle, and explicit frees recorded in
+ * the freed bitmap are applied too.  A large span is freed whole.
+ *
+ * Who sweeps: whoever first wins the span's sweepgen CAS — the allocator,
+ * lazily, for the size class it needs (span.c) or for a span in its own
+ * cache before it publishes new slots into it (alloc.c); and the start of
+ * the next cycle, which finishes everything (tern_sweep_finish) so that
+ * sweeping never overlaps marking.  Spans in a thread's cache are swept in
+ * place: the slots the cache is handing out are not yet in the alloc
+ * bitmap, so the sweeper cannot free them. */
+#include "internal.h"
+
+
+_Atomic uint32_t tern_sweepgen = 2;
+
+bool tern_sweep_claim(struct span *s) {
+    uint32_t sg = atomic_load(&tern_sweepgen), exp = sg - 2;
+    return atomic_load_explicit(&s->sweepgen, memory_order_relaxed) == exp &&
+           atomic_compare_exchange_strong(&s->sweepgen, &exp, sg - 1);
+}
+
+/* Every sweep runs under the lock of the span's class (class 0 for large
+ * spans), so a sweep is never half done when the world stops or the
+ * process forks. */
+void tern_sweep_ensure_locked(struct span *s) {
+    if (tern_sweep_claim(s)) tern_sweep_span(s);
+}
+
+void tern_sweep_ensure(struct span *s) {
+    if (atomic_load(&s->sweepgen) == atomic_load(&tern_sweepgen)) return;
+    pthread_mutex_t *l = &tern_central[s->spanclass].lock;
+    pthread_mutex_lock(l);
+    tern_sweep_ensure_locked(s);
+    pthread_mutex_unlock(l);
+}
+
+static size_t sweep_large(struct span *s, uint32_t sg) {
+    bool marked = atomic_exchange(&s->mark[0], 0) & 1;
+    bool freed = atomic_load(&s->freed[0]) & 1;
+    size_t bytes = s->limit;
+    atomic_store(&s->sweepgen, sg);
+    if (marked && !freed) return 0;
+    tern_span_release(s);
+    if (freed) return 0; /* counted when it was freed */
+    atomic_fetch_add(&tern_stats_g.freed_bytes, bytes);
+    return bytes;
+}
+
+size_t tern_sweep_span(struct span *s) {
+    uint32_t sg = atomic_load(&tern_sweepgen);
+    if (s->spanclass == 0) return sweep_large(s, sg);
+    size_t dead_slots = 0;
+    bool any = false, keep_freed = false;
+    unsigned last = s->nelems / 64, r = s->nelems % 64;
+    for (unsigned w = 0; w < s->nwords; w++) {
+        uint64_t valid = (w < last) ? ~0ull : (w == last && r) ? (1ull << r) - 1 : 0;
+        uint64_t a = atomic_load(&s->alloc[w]);
+        uint64_t m = atomic_exchange(&s->mark[w], 0);
+        uint64_t f = atomic_load(&s->freed[w]) ? atomic_exchange(&s->freed[w], 0) : 0;
+        if (f & ~a) { /* freed slots a cache handed out but has not published */
+            atomic_fetch_or(&s->freed[w], f & ~a);
+            keep_freed = true;
+        }
+        uint64_t dead = a & ~m & ~f & valid, clear = (dead | (f & a)) & valid;
+        if (clear) {
+            if (!any) atomic_store_explicit(&s->needzero, 1, memory_order_release);
+            any = true;
+            atomic_fetch_and(&s->alloc[w], ~clear);
+            dead_slots += (size_t)__builtin_popcountll(dead);
+        }
+    }
+    atomic_store(&s->nfree_hint, keep_freed ? 1 : 0);
+    size_t bytes = dead_slots * s->elemsize;
+    if (bytes) atomic_fetch_add(&tern_stats_g.freed_bytes, bytes);
+    atomic_store(&s->sweepgen, sg);
+    return bytes;
+}
+
+/* Is slot idx of s a live object?  In a span not yet swept, an object in
+ * the alloc bitmap is live only if the last cycle marked it. */
+bool tern_object_live(struct span *s, size_t idx) {
+    uint64_t bit = 1ull << (idx % 64);
+    if (atomic_load(&s->freed[idx / 64]) & bit) return false;
+    if (s->spanclass == 0 || (atomic_load(&s->alloc[idx / 64]) & bit)) {
+        if (atomic_load(&s->sweepgen) == atomic_load(&tern_sweepgen)) return true;
+        return atomic_load(&s->mark[idx / 64]) & bit;
+    }
+    return slot_allocated(s, idx);
+}
+
+/* Sweep every span that still needs it; returns when none is left. */
+void tern_sweep_finish(void) {
+    for (unsigned sc = 2; sc < 2 * tern_nclasses; sc++) {
+        struct central *c = &tern_central[sc];
+        if (!__atomic_load_n(&c->unswept, __ATOMIC_RELAXED)) continue;
+        struct span *keep = NULL;
+        pthread_mutex_lock(&c->lock);
+        while (c->unswept) {
+            struct span *s = c->unswept;
+            tern_list_remove(&c->unswept, s);
+            tern_sweep_ensure_locked(s);
+            s->next = keep;
+            keep = s;
+        }
+        pthread_mutex_unlock(&c->lock);
+        while (keep) {
+            struct span *s = keep;
+            keep = s->next;
+            tern_central_put(s);
+        }
+    }
+    /* Spans in caches, large spans, and any span another sweeper holds. */
+    uint32_t sg = atomic_load(&tern_sweepgen);
+    for (struct chunk *c = __atomic_load_n(&tern_heap.chunks, __ATOMIC_ACQUIRE); c; c = c->next) {
+        size_t p = c->meta_pages;
+        while (p < (c->huge ? c->meta_pages + 1 : CHUNK_PAGES)) {
+            struct span *s = c->huge ? &c->spans[0] : &c->spans[p];
+            if (!c->huge && __atomic_load_n(&c->pagemap[p], __ATOMIC_ACQUIRE) != p + 1) {
+                p++;
+                continue;
+            }
+            size_t np = s->npages ? s->npages : 1;
+            if (atomic_load(&s->state) != SPAN_FREE && atomic_load(&s->sweepgen) != sg) {
+                pthread_mutex_t *l = &tern_central[s->spanclass].lock;
+                pthread_mutex_lock(l);
+                if (atomic_load(&s->state) != SPAN_FREE) tern_sweep_ensure_locked(s);
+                pthread_mutex_unlock(l);
+            }
+            p += c->huge ? 1 : np;
+        }
+    }
+}

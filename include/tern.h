@@ -1,0 +1,85 @@
+/* tern.h — the public interface of Tern, a conservative garbage-collected
+ * allocator for C.  This is the whole core API; extras live in their own
+ * headers under include/tern/.
+ *
+ * Errors are values: fallible calls return 0 or a negative TERN_E* code
+ * (see tern_strerror); allocation failure returns NULL with errno = ENOMEM.
+ * Tern never aborts on its own.  Every call is safe from any thread.
+ */
+#ifndef TERN_H
+#define TERN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TERN_VERSION "0.1.0"
+
+/* Error codes (negative). */
+enum {
+    TERN_OK       = 0,
+    TERN_EINVAL   = -1, /* bad argument                                   */
+    TERN_ENOMEM   = -2, /* the operating system refused memory            */
+    TERN_ENOENT   = -3, /* no such root range / thread not registered     */
+    TERN_EEXIST   = -4, /* already registered / already initialised       */
+    TERN_EAGAIN   = -5, /* resource temporarily unavailable (threads)     */
+};
+
+/* Options for tern_init.  Zero means "default" (or the TERN_* variable). */
+struct tern_options {
+    int gc_percent;       /* heap growth over live data before a cycle; <0 = off */
+    int markers;          /* marker threads (default: number of cores)            */
+    int trace;            /* 0, 1 or 2 (see TERN_TRACE)                           */
+    size_t initial_heap;  /* bytes before the first collection (default 4 MiB)    */
+};
+
+/* Figures a program can export.  All byte counts are bytes. */
+struct tern_stats {
+    uint64_t cycles;            /* completed collections                          */
+    uint64_t heap_bytes;        /* bytes in spans holding objects (used + free)   */
+    uint64_t mapped_bytes;      /* bytes mapped from the OS for the heap          */
+    uint64_t live_bytes;        /* bytes marked live by the last cycle            */
+    uint64_t in_use_bytes;      /* bytes allocated and not yet reclaimed          */
+    uint64_t next_gc_bytes;     /* in-use size at which the next cycle starts     */
+    uint64_t allocated_bytes;   /* total bytes handed out since start             */
+    uint64_t allocated_objects; /* total objects handed out since start           */
+    uint64_t freed_bytes;       /* total bytes reclaimed by sweeping              */
+    uint64_t explicit_frees;    /* tern_free calls that released an object        */
+    uint64_t total_pause_ns;    /* sum of stop-the-world pauses                   */
+    uint64_t max_pause_ns;      /* longest stop-the-world pause                   */
+    uint64_t last_pause_ns;     /* pause of the last cycle                        */
+    uint64_t mark_cpu_ns;       /* CPU time spent marking, all markers            */
+    uint64_t gc_cpu_ns;         /* CPU time spent in the collector (mark+sweep)   */
+    uint32_t threads;           /* registered mutator threads now                 */
+    uint32_t markers;           /* marker threads used by the last cycle          */
+    uint32_t gc_percent;        /* current TERN_GC value (0 when off)             */
+    uint32_t reserved;
+};
+
+void  *tern_malloc(size_t n);            /* zeroed, may hold pointers, scanned */
+void  *tern_malloc_atomic(size_t n);     /* holds no pointers, never scanned   */
+void  *tern_calloc(size_t count, size_t size);
+void  *tern_realloc(void *p, size_t n);  /* content preserved up to min size   */
+void   tern_free(void *p);               /* optional early release             */
+size_t tern_size(const void *p);         /* usable size of the object at p     */
+void  *tern_base(const void *p);         /* start of the object holding p      */
+
+void tern_collect(void);                 /* full collection, returns when done */
+
+int tern_add_roots(void *lo, void *hi);      /* scan [lo, hi) as roots          */
+int tern_remove_roots(void *lo, void *hi);   /* remove a range added before     */
+
+int tern_register_thread(void);          /* for threads not made by pthread_create */
+int tern_unregister_thread(void);
+
+int tern_get_stats(struct tern_stats *out);
+int tern_init(const struct tern_options *opts);  /* optional */
+const char *tern_strerror(int err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* TERN_H */

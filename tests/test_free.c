@@ -1,0 +1,249 @@
+/* test_free.c — tern_free: double and invalid frees are reported once on
+ * stderr and otherwise ignored; the heap stays consistent. */
+#include "common.h"
+
+#include <criterion/criterion.h>
+#include <criterion/redirect.h>
+#include <fcntl.h>
+
+TestSuite(free, .init = cr_redirect_stderr, .timeout = 120);
+
+static char captured[64 * 1024];
+
+/* Everything written to stderr since the last call. */
+static const char *take_stderr(void)
+{
+    fflush(stderr);
+    int fd = fileno(cr_get_redirected_stderr());
+    int fl = fcntl(fd, F_GETFL);
+    if (!(fl & O_NONBLOCK))
+        fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+    size_t len = 0;
+    ssize_t r;
+    while (len < sizeof captured - 1 && (r = read(fd, captured + len, sizeof captured - 1 - len)) > 0)
+        len += (size_t)r;
+    captured[len] = '\0';
+    return captured;
+}
+
+static int count_lines(const char *s)
+{
+    int n = 0;
+    for (; *s; s++)
+        if (*s == '\n')
+            n++;
+    return n;
+}
+
+static int count_matching_lines(const char *s, const char *needle)
+{
+    int n = 0;
+    while (*s) {
+        const char *eol = strchr(s, '\n');
+        size_t len = eol ? (size_t)(eol - s) : strlen(s);
+        char line[1024];
+        if (len >= sizeof line)
+            len = sizeof line - 1;
+        memcpy(line, s, len);
+        line[len] = '\0';
+        if (strstr(line, needle))
+            n++;
+        if (!eol)
+            break;
+        s = eol + 1;
+    }
+    return n;
+}
+
+static int cmp_ptr(const void *a, const void *b)
+{
+    uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Allocates `count` objects of n bytes, all live at once, and checks that
+ * none overlaps another and that all keep their own contents. */
+static void expect_consistent_heap(size_t n, size_t count)
+{
+    char **objs = tern_malloc(count * sizeof *objs);
+    uintptr_t *addr = malloc(count * sizeof *addr);
+    cr_assert_not_null(objs);
+    cr_assert_not_null(addr);
+    for (size_t i = 0; i < count; i++) {
+        objs[i] = tern_malloc(n);
+        cr_assert_not_null(objs[i]);
+        cr_assert(all_zero(objs[i], n), "object %zu from tern_malloc(%zu) is not zeroed", i, n);
+        fill(objs[i], n, (uint32_t)i);
+        addr[i] = (uintptr_t)objs[i];
+    }
+    qsort(addr, count, sizeof *addr, cmp_ptr);
+    for (size_t i = 1; i < count; i++)
+        cr_assert_geq(addr[i], addr[i - 1] + n, "two live objects overlap: %#lx and %#lx",
+                      (unsigned long)addr[i - 1], (unsigned long)addr[i]);
+    tern_collect();
+    for (size_t i = 0; i < count; i++)
+        cr_assert(filled_ok(objs[i], n, (uint32_t)i), "object %zu corrupted", i);
+    free(addr);
+}
+
+static void double_free_case(size_t n)
+{
+    char *p = tern_malloc(n);
+    cr_assert_not_null(p);
+    fill(p, n, 1);
+    struct tern_stats before = get_stats();
+    tern_free(p);
+    cr_assert_str_empty(take_stderr(), "a valid free must print nothing");
+    cr_assert_null(tern_base(p), "tern_base of a freed object must be NULL");
+    cr_assert_eq(tern_size(p), 0, "tern_size of a freed object must be 0");
+    tern_free(p);
+    const char *out = take_stderr();
+    cr_assert_eq(count_lines(out), 1, "double free must print exactly one line, got:\n%s", out);
+    cr_assert_eq(count_matching_lines(out, "double free"), 1, "no 'double free' report in:\n%s", out);
+    struct tern_stats after = get_stats();
+    cr_assert_eq(after.explicit_frees, before.explicit_frees + 1,
+                 "explicit_frees went from %llu to %llu; the double free must not count",
+                 (unsigned long long)before.explicit_frees, (unsigned long long)after.explicit_frees);
+    expect_consistent_heap(n, n >= 65536 ? 64 : 4000);
+}
+
+Test(free, double_free_small_is_reported)
+{
+    double_free_case(64);
+}
+
+Test(free, double_free_medium_is_reported)
+{
+    double_free_case(3000);
+}
+
+Test(free, double_free_large_is_reported)
+{
+    double_free_case(MiB + 5);
+}
+
+Test(free, many_double_frees_keep_heap_consistent)
+{
+    enum { N = 100 };
+    char *objs[N];
+    for (int i = 0; i < N; i++) {
+        objs[i] = tern_malloc(48);
+        cr_assert_not_null(objs[i]);
+    }
+    struct tern_stats before = get_stats();
+    for (int i = 0; i < N; i++)
+        tern_free(objs[i]);
+    cr_assert_str_empty(take_stderr());
+    for (int i = 0; i < N; i++)
+        tern_free(objs[i]);
+    for (int i = 0; i < N; i += 3)
+        tern_free(objs[i]); /* some a third time */
+    const char *out = take_stderr();
+    int expected = N + (N + 2) / 3;
+    cr_assert_eq(count_matching_lines(out, "double free"), expected,
+                 "want %d 'double free' lines, got %d", expected, count_matching_lines(out, "double free"));
+    cr_assert_eq(count_lines(out), expected, "unexpected extra output:\n%.2000s", out);
+    struct tern_stats after = get_stats();
+    cr_assert_eq(after.explicit_frees, before.explicit_frees + N);
+    expect_consistent_heap(48, 20000);
+}
+
+Test(free, free_null_is_silent)
+{
+    struct tern_stats before = get_stats();
+    tern_free(NULL);
+    cr_assert_str_empty(take_stderr(), "tern_free(NULL) must print nothing");
+    struct tern_stats after = get_stats();
+    cr_assert_eq(after.explicit_frees, before.explicit_frees);
+}
+
+static void expect_one_invalid_free_report(const char *what)
+{
+    const char *out = take_stderr();
+    cr_assert_eq(count_lines(out), 1, "%s: want exactly one line, got:\n%s", what, out);
+    cr_assert_eq(count_matching_lines(out, "invalid free"), 1, "%s: no 'invalid free' report in:\n%s", what, out);
+}
+
+Test(free, invalid_free_of_stack_pointer)
+{
+    char buf[64];
+    memset(buf, 7, sizeof buf);
+    tern_malloc(16); /* Tern is running */
+    struct tern_stats before = get_stats();
+    tern_free(buf);
+    expect_one_invalid_free_report("stack pointer");
+    for (size_t i = 0; i < sizeof buf; i++)
+        cr_assert_eq(buf[i], 7);
+    cr_assert_eq(get_stats().explicit_frees, before.explicit_frees);
+    expect_consistent_heap(64, 2000);
+}
+
+static char static_buf[256];
+
+Test(free, invalid_free_of_static_and_glibc_pointers)
+{
+    tern_malloc(16);
+    struct tern_stats before = get_stats();
+    tern_free(static_buf);
+    expect_one_invalid_free_report("static pointer");
+    char *g = malloc(64);
+    cr_assert_not_null(g);
+    memset(g, 5, 64);
+    tern_free(g);
+    expect_one_invalid_free_report("glibc pointer");
+    for (int i = 0; i < 64; i++)
+        cr_assert_eq(g[i], 5, "tern_free must not touch a glibc block");
+    free(g);
+    cr_assert_eq(get_stats().explicit_frees, before.explicit_frees);
+    expect_consistent_heap(64, 2000);
+}
+
+static void interior_case(size_t n)
+{
+    char *p = tern_malloc(n);
+    cr_assert_not_null(p);
+    fill(p, n, 21);
+    struct tern_stats before = get_stats();
+    tern_free(p + 16);
+    expect_one_invalid_free_report("interior pointer (+16)");
+    tern_free(p + n - 1);
+    expect_one_invalid_free_report("interior pointer (last byte)");
+    cr_assert_eq(get_stats().explicit_frees, before.explicit_frees, "an invalid free must not free");
+    cr_assert_eq(tern_base(p), p, "the object must stay live");
+    cr_assert(filled_ok(p, n, 21));
+    churn_and_collect(2, 2 * MiB, n);
+    cr_assert_eq(tern_base(p), p);
+    cr_assert(filled_ok(p, n, 21), "the object was damaged by an invalid free");
+    expect_consistent_heap(n, n >= 65536 ? 32 : 2000);
+    cr_assert(filled_ok(p, n, 21));
+}
+
+Test(free, invalid_free_of_interior_pointer_small)
+{
+    interior_case(256);
+}
+
+Test(free, invalid_free_of_interior_pointer_large)
+{
+    interior_case(2 * MiB);
+}
+
+Test(free, freed_memory_is_reused_safely)
+{
+    /* free and reallocate in a loop; live neighbours stay intact */
+    char *keep[32];
+    for (int i = 0; i < 32; i++) {
+        keep[i] = tern_malloc(128);
+        fill(keep[i], 128, (uint32_t)i);
+    }
+    for (int round = 0; round < 2000; round++) {
+        char *q = tern_malloc(128);
+        cr_assert_not_null(q);
+        cr_assert(all_zero(q, 128), "reused memory must be zeroed again");
+        memset(q, 0xEE, 128);
+        tern_free(q);
+    }
+    cr_assert_str_empty(take_stderr());
+    for (int i = 0; i < 32; i++)
+        cr_assert(filled_ok(keep[i], 128, (uint32_t)i));
+}
