@@ -13,8 +13,9 @@ Usually started through tools/bench, which installs missing packages first.
                          any failure (for CI)
 
 Everything reported is measured in this invocation: wall time around the
-child process, user+sys CPU and peak RSS from os.wait4's rusage, and the
-numbers each workload prints on its RESULT lines.  Cells are medians over the
+child process, user+sys CPU and peak RSS from the kernel's wait4 rusage (via
+the small launcher bench/spawn, see run_once), and the numbers each workload
+prints on its RESULT lines.  Cells are medians over the
 repetitions; ratios are between medians of this same invocation.
 """
 
@@ -189,10 +190,9 @@ def log(msg):
 
 
 def progress(msg, final=False):
+    """One line per run on stderr; on a terminal it is rewritten in place."""
     if _tty:
         sys.stderr.write("\r\033[K" + msg + ("\n" if final else ""))
-    elif final:
-        sys.stderr.write(msg + "\n")
     else:
         sys.stderr.write(msg + "\n")
     sys.stderr.flush()
@@ -269,12 +269,21 @@ def build_workloads(tmp, tern_ok):
         deps = [c, hdr, __file__] + ([tern_h] if var == "tern" else [])
         if var == "tern":
             deps.append(os.path.join(TERN_LIBDIR, "libtern.so"))
-        if os.path.exists(out) and all(os.path.getmtime(out) >= os.path.getmtime(d)
-                                       for d in deps if os.path.exists(d)):
-            return job, None
         cf, lf = extra[var]
         cmd = base + [VARIANTS[var]] + cf + ["-o", out, c] + lf + ["-lm"]
+        stamp = out + ".cmd"  # rebuild when the command (e.g. the libtern dir) changes
+        try:
+            with open(stamp) as f:
+                same = f.read() == " ".join(cmd)
+        except OSError:
+            same = False
+        if same and os.path.exists(out) and all(os.path.getmtime(out) >= os.path.getmtime(d)
+                                                for d in deps if os.path.exists(d)):
+            return job, None
         p = subprocess.run(cmd, capture_output=True, text=True)
+        if not p.returncode:
+            with open(stamp, "w") as f:
+                f.write(" ".join(cmd))
         if p.returncode:
             with open(os.path.join(tmp, "build-%s-%s.log" % (src, var)), "w") as f:
                 f.write(" ".join(cmd) + "\n" + p.stdout + p.stderr)
@@ -283,6 +292,11 @@ def build_workloads(tmp, tern_ok):
             log("bench: warnings building %s-%s:\n%s" % (src, var, p.stderr.strip()))
         return job, None
 
+    sp = os.path.join(BENCH, "spawn.c")
+    if not os.path.exists(SPAWN) or os.path.getmtime(SPAWN) < os.path.getmtime(sp):
+        p = subprocess.run(["gcc", "-O2", "-Wall", "-o", SPAWN, sp], capture_output=True, text=True)
+        if p.returncode:
+            sys.exit("bench: cannot build bench/spawn: " + p.stderr)
     with ThreadPoolExecutor(max_workers=2) as ex:
         return dict(ex.map(one, jobs))
 
@@ -305,11 +319,21 @@ def parse_results(text):
     return vals
 
 
+SPAWN = os.path.join(BUILD, "spawn")
+
+
 def run_once(cmd, env, timeout, outf, errf):
-    """Runs cmd; returns dict(wall, user, sys, maxrss_kib, status, timed_out)."""
+    """Runs cmd under bench/spawn; returns dict(wall, user, sys, maxrss_kib, rc, timed_out).
+
+    Wall time is measured here around the child.  CPU and peak RSS are the
+    kernel's rusage from wait4: Python's os.wait4 on the launcher, and the
+    launcher's own wait4 on the workload for ru_maxrss (Linux carries a
+    process's peak RSS across fork+exec, so a child forked by this Python
+    process would report at least Python's RSS; bench/spawn is tiny)."""
+    ruf = outf + ".rusage"
     with open(outf, "w") as fo, open(errf, "w") as fe:
         t0 = time.monotonic()
-        p = subprocess.Popen(cmd, stdout=fo, stderr=fe, env=env, cwd=BENCH,
+        p = subprocess.Popen([SPAWN, ruf] + cmd, stdout=fo, stderr=fe, env=env, cwd=BENCH,
                              stdin=subprocess.DEVNULL, start_new_session=True)
         killed = []
 
@@ -328,8 +352,17 @@ def run_once(cmd, env, timeout, outf, errf):
             timer.cancel()
         wall = time.monotonic() - t0
         p.returncode = os.waitstatus_to_exitcode(status)  # keep Popen quiet
-    return {"wall": wall, "user": ru.ru_utime, "sys": ru.ru_stime,
-            "maxrss_kib": ru.ru_maxrss, "rc": p.returncode, "timed_out": bool(killed)}
+    r = {"wall": wall, "user": ru.ru_utime, "sys": ru.ru_stime, "maxrss_kib": None,
+         "rc": p.returncode, "timed_out": bool(killed)}
+    try:
+        with open(ruf) as f:
+            kv = dict(tok.split("=", 1) for tok in f.read().split())
+        r["maxrss_kib"] = int(kv["maxrss_kib"])
+        r["user"], r["sys"] = float(kv["utime_s"]), float(kv["stime_s"])
+        r["rc"] = int(kv["status"])
+    except (OSError, KeyError, ValueError):
+        pass  # killed before it could report: the run fails anyway
+    return r
 
 
 def describe_failure(r, vals):
@@ -342,11 +375,22 @@ def describe_failure(r, vals):
             return "killed by signal %d" % -r["rc"]
     if r["rc"] != 0:
         return "exit status %d" % r["rc"]
+    if r["maxrss_kib"] is None:
+        return "no rusage from bench/spawn"
     if "ok" not in vals:
         return "no RESULT ok= line"
     if vals.get("ok") != 1:
         return "workload self-check failed (ok=%s)" % vals.get("ok")
     return None
+
+
+def repro_cmd(w, b, mode):
+    env = ["%s=%s" % kv for kv in sorted(b.env.items())]
+    if b.preload:
+        env.append("LD_PRELOAD=" + b.preload)
+    exe = os.path.relpath(os.path.join(BUILD, "%s-%s" % (w.src, b.build)), ROOT)
+    argv = [a.replace("{file}", "/tmp/samples.txt") for a in w.args[mode]]
+    return " ".join((["env"] + env if env else []) + [exe] + argv)
 
 
 def child_env(b):
@@ -390,6 +434,8 @@ def human_extra(k, v):
         return "%s=%.0fMiB" % (k[:-4], v / 1024)
     if k.endswith("_us"):
         return "%s=%sus" % (k[:-3], fmt(v, 1))
+    if isinstance(v, float) and v.is_integer():
+        return "%s=%d" % (k, v)
     return "%s=%s" % (k, fmt(v, 1))
 
 
@@ -454,13 +500,14 @@ def write_csv(path, cells, workloads, backends):
 def write_runs_csv(path, allruns):
     keys = sorted({k for r in allruns for k, v in r["vals"].items()})
     cols = ["workload", "backend", "rep", "wall_s", "user_s", "sys_s", "maxrss_kib", "rc",
-            "error"] + keys
+            "error"] + ["result_" + k for k in keys]
     with open(path, "w", newline="") as f:
         wr = csv.writer(f)
         wr.writerow(cols)
         for r in allruns:
             row = [r["workload"], r["backend"], r["rep"], "%.4f" % r["wall"], "%.4f" % r["user"],
-                   "%.4f" % r["sys"], r["maxrss_kib"], r["rc"], r["error"] or ""]
+                   "%.4f" % r["sys"], "" if r["maxrss_kib"] is None else r["maxrss_kib"], r["rc"],
+                   r["error"] or ""]
             row += ["" if r["vals"].get(k) is None else r["vals"][k] for k in keys]
             wr.writerow(row)
 
@@ -524,11 +571,12 @@ def write_md(path, args, mode, reps, cells, workloads, backends, unavailable, in
 
     # Matrix: workload x backend, median time and ratio vs bdwgc.
     L.append("## Time (median seconds; ×bdwgc in parentheses; lower is better)\n")
-    L.append("| workload | " + " | ".join(b.name for b in backends) + " |")
-    L.append("|---|" + "---:|" * len(backends))
+    cols = backends + [b for b, _ in unavailable]
+    L.append("| workload | " + " | ".join(b.name for b in cols) + " |")
+    L.append("|---|" + "---:|" * len(cols))
     for w in workloads:
         row = []
-        for b in backends:
+        for b in cols:
             c = cells.get((w.name, b.name))
             if c is None:
                 row.append("n/a")
@@ -561,16 +609,16 @@ def write_md(path, args, mode, reps, cells, workloads, backends, unavailable, in
                 notes = "burst %.3fs " % c["metric_s"] + notes
             L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
                 w.name, b.name, fmt(c["wall_s"]), fmt(c["cpu_s"]), fmt(c["maxrss_mib"]),
-                fmt(c["gc_cycles"], 0) if c["gc_cycles"] is not None else "–",
+                "%d" % c["gc_cycles"] if c["gc_cycles"] is not None else "–",
                 fmt(c["gc_max_pause_ms"]) if c["gc_max_pause_ms"] is not None else "–",
                 fmt(c.get("ratio_vs_bdwgc"), 2), fmt(c.get("ratio_vs_glibc"), 2), notes))
     fails = [c for c in cells.values() if c["status"] != "ok"]
     if fails:
         L.append("\n## Failures\n")
         for c in fails:
-            L.append("- **%s × %s** (args `%s`): %s (%d of %d runs). Log tail:\n\n```\n%s```" % (
-                c["workload"], c["backend"], c.get("args", ""), c["error"],
-                c.get("failed_runs", 0), c["runs"], c.get("log_tail", "").rstrip() + "\n"))
+            L.append("- **%s × %s**: %s (%d of %d runs). Reproduce: `%s`. Log tail:\n\n```\n%s```" % (
+                c["workload"], c["backend"], c["error"], c.get("failed_runs", 0), c["runs"],
+                c.get("repro", ""), (c.get("log_tail", "").rstrip() or "(no output)") + "\n"))
     L.append("\n## Workloads and arguments (%s)\n" % mode)
     for w in workloads:
         L.append("- `%s`: `%s %s` — %s%s" % (
@@ -687,7 +735,8 @@ def plot_all(out, tmp, cells, workloads, backends):
         s.append("set datafile missing 'NaN'")
         s.append(term_line % (1100, 520))
         s.append("set output %s" % gp_quote(os.path.join(out, "time_ratios." + ext)))
-        s.append("set title 'Time relative to bdwgc (median; lower is better; log scale)'")
+        s.append("set title 'Time relative to bdwgc (median of runs; lower is better; log scale;"
+                 " idle: burst phase)'")
         s.append("set style data histograms\nset style histogram clustered gap 1")
         s.append("set style fill solid 0.85 border -1\nset boxwidth 0.9")
         s.append("set logscale y 2\nset yrange [%g:%g]\nset grid ytics" % (ylo, yhi))
@@ -695,6 +744,14 @@ def plot_all(out, tmp, cells, workloads, backends):
         s.append("set ylabel 'time / bdwgc time'\nset xtics rotate by 30 right nomirror")
         s.append("set key outside right top")
         s.append("set arrow 1 from graph 0, first 1 to graph 1, first 1 nohead lw 1.5 dt 2 front")
+        for i, w in enumerate(workloads):
+            for j, n in enumerate(names):
+                c = cells.get((w.name, n))
+                if c and c["status"] != "ok":
+                    x = i + (j - (len(names) - 1) / 2.0) / (len(names) + 1)
+                    s.append("set label %d 'FAIL' at %g, first %g rotate by 90 left "
+                             "textcolor rgb '#d00000' font ',9' front" % (
+                                 100 + i * len(names) + j, x, ylo * 1.15))
         parts = []
         for i, n in enumerate(names):
             parts.append("%s using %d:xtic(1) title %s lc rgb '%s'" % (
@@ -703,14 +760,16 @@ def plot_all(out, tmp, cells, workloads, backends):
             s.append("plot " + ", \\\n     ".join(parts))
         else:
             plot_or_placeholder(s, [], None)
-        s.append("unset arrow 1\nunset logscale\nunset style\nunset xtics\nset xtics\nunset boxwidth")
+        s.append("unset arrow 1\nunset label\nunset logscale\nunset style\nunset xtics\nset xtics\n"
+                 "unset boxwidth")
         s.append("set xrange [*:*]")
         s.append("set style data lines")
 
         s.append(term_line % (1200, 520))
         s.append("set output %s" % gp_quote(os.path.join(out, "pause_cdf." + ext)))
         s.append("set multiplot layout 1,2 title 'pause workload (median run)'")
-        s.append("set logscale x 10\nset grid\nset key inside bottom right\nset yrange [0:1.02]")
+        s.append("set logscale x 10\nset format x '10^{%L}'\nset grid\nset key inside bottom right\n"
+                 "set yrange [0:1.02]")
         s.append("set title 'step latency (per step, measured by the workload)'")
         s.append("set xlabel 'step latency (us, log)'\nset ylabel 'fraction of steps ≤ x'")
         plot_or_placeholder(s, step_dat, lambda n, p: "%s using 1:2 with steps lw 2 lc rgb '%s' "
@@ -720,7 +779,7 @@ def plot_all(out, tmp, cells, workloads, backends):
         gcl = [(n, p) for n, p in gc_dat if n in have_gc]
         plot_or_placeholder(s, gcl, lambda n, p: "%s using 1:2 with steps lw 2 lc rgb '%s' "
                             "title %s" % (gp_quote(p), color(n, names), gp_quote(n)))
-        s.append("unset multiplot\nunset logscale x\nset yrange [*:*]")
+        s.append("unset multiplot\nunset logscale x\nset format x '%g'\nset yrange [*:*]")
 
         s.append(term_line % (1000, 520))
         s.append("set output %s" % gp_quote(os.path.join(out, "idle_rss." + ext)))
@@ -877,6 +936,7 @@ def main():
             f = [r for r in rs if r["error"]]
             if f:
                 c["log_tail"] = f[0].get("log_tail", "")
+                c["repro"] = repro_cmd(w, b, mode)
             cells[(w.name, b.name)] = c
         for ref in REFS:
             rc = cells.get((w.name, ref))

@@ -126,6 +126,24 @@ static struct tcache *tcache_slow(void) {
 
 void tern_tcache_attach(struct tcache *tc) { tls_tc = tc; }
 
+/* World stopped, marking done: put every slot the cache has handed out
+ * into its span's alloc bitmap, so that the sweeper can free the dead ones,
+ * and forget them from the cache's loaded mask, so that "loaded and no
+ * longer free" keeps meaning "handed out since the last cycle".  A thread
+ * stopped inside refill may OR its old mask in once more; that keeps a
+ * slot the sweeper freed allocated until the next cycle, never the
+ * reverse. */
+void tern_tcache_publish(struct tcache *tc) {
+    for (unsigned sc = 2; sc < 2 * tern_nclasses; sc++) {
+        struct tc_class *c = &tc->c[sc];
+        uint64_t bits = __atomic_load_n(&c->bits, __ATOMIC_RELAXED);
+        uint64_t used = c->loaded & ~bits;
+        if (!c->span || !used) continue;
+        atomic_fetch_or(&c->span->alloc[c->word], used);
+        __atomic_store_n(&c->loaded, c->loaded & bits, __ATOMIC_RELAXED);
+    }
+}
+
 void tern_tcache_flush(struct tcache *tc) {
     if (tls_tc == tc) tls_tc = NULL;
     for (unsigned sc = 2; sc < 2 * tern_nclasses; sc++) drop_span(tc, &tc->c[sc]);
@@ -139,6 +157,9 @@ static void *large_alloc(size_t n, bool noscan, bool zero) {
         return NULL;
     }
     size_t np = (n + PAGE_SIZE - 1) / PAGE_SIZE;
+    /* Count it (and maybe collect) before the object exists: a cycle run
+     * from here would not see the new object anywhere and free it. */
+    tern_pacer_note_alloc((int64_t)(np * PAGE_SIZE), 1, true);
     bool nz;
     struct span *s = tern_span_alloc(np, &nz);
     if (!s) {
@@ -152,7 +173,6 @@ static void *large_alloc(size_t n, bool noscan, bool zero) {
     tern_span_init_large(s, n, noscan);
     if (nz && zero) memset((void *)s->base, 0, s->limit);
     atomic_store(&s->state, SPAN_LARGE);
-    tern_pacer_note_alloc((int64_t)s->limit, 1, true);
     return (void *)s->base;
 }
 

@@ -62,6 +62,7 @@ void tern_gc(const char *why, bool full_sweep) {
 
     /* phase 7: mark termination */
     uint64_t live = atomic_load(&tern_marked_bytes);
+    for (struct thread *t = tern_threads; t; t = t->next) tern_tcache_publish(t->tc);
     atomic_fetch_add(&tern_sweepgen, 2);
     tern_central_begin_sweep();
     uint64_t after = atomic_load(&tern_in_use);

@@ -76,7 +76,6 @@ static void init_locked(const struct tern_options *opts) {
     tern_mark_init();
     tern_pacer_init();
     tern_thread_init();
-    pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
     atomic_store_explicit(&tern_initialized, 1, memory_order_release);
 }
 
@@ -99,7 +98,10 @@ TERN_API int tern_init(const struct tern_options *opts) {
 
 /* Register the main thread (or the thread that loaded us) at load time
  * without initialising the heap, so tern_init can still set options. */
-__attribute__((constructor)) static void tern_load(void) { tern_thread_ensure(); }
+__attribute__((constructor)) static void tern_load(void) {
+    pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+    tern_thread_ensure();
+}
 
 TERN_API const char *tern_strerror(int err) {
     switch (err) {

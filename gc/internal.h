@@ -231,6 +231,7 @@ struct tcache {
 };
 void tern_tcache_flush(struct tcache *tc);            /* give every span back */
 void tern_tcache_attach(struct tcache *tc);
+void tern_tcache_publish(struct tcache *tc);           /* world stopped */
 
 /* Is slot i of small span s allocated?  Outside the word an owning cache
  * is handing out, the alloc bit says; inside it, the cache's own mask
@@ -278,6 +279,8 @@ void tern_thread_save_self(struct thread *t);
 void tern_thread_init(void);
 void tern_thread_atfork_child(void);
 void tern_threads_scan_pending(void (*scan)(uintptr_t lo, uintptr_t hi, void *), void *);
+typedef int (*tern_sigmask_fn)(int, const sigset_t *, sigset_t *);
+tern_sigmask_fn tern_real_sigmask(void);
 int tern_real_pthread_create(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
 
 /* ---- roots (roots.c) -------------------------------------------------- */

@@ -130,9 +130,21 @@ static inline void push(struct marker *m, struct span *s, uintptr_t base, uintpt
 
 /* ---- the heart: is this word a pointer to an unmarked object? --------------- */
 
-static inline void mark_word(struct marker *m, uintptr_t w) {
-    struct span *s = span_of(w);
-    if (!s) return;
+static inline __attribute__((always_inline)) void mark_word(struct marker *m, uintptr_t w, uintptr_t lo,
+                                                           uintptr_t span) {
+    if (w - lo >= span) return; /* not between the lowest and highest chunk */
+    struct chunk *c = chunk_of(w);
+    if (!c) return;
+    size_t pg = (w - (uintptr_t)c) >> PAGE_SHIFT;
+    struct span *s;
+    if (unlikely(c->huge)) {
+        if (pg < c->meta_pages) return;
+        s = &c->spans[0];
+    } else {
+        unsigned f = c->pagemap[pg];
+        if (!f) return;
+        s = &c->spans[f - 1];
+    }
     unsigned st = atomic_load_explicit(&s->state, memory_order_acquire);
     if (st == SPAN_FREE) return;
     uintptr_t off = w - s->base;
@@ -141,7 +153,9 @@ static inline void mark_word(struct marker *m, uintptr_t w) {
     uint64_t bit = 1ull << (i % 64);
     _Atomic uint64_t *mw = &s->mark[i / 64];
     if (atomic_load_explicit(mw, memory_order_relaxed) & bit) return;
-    if (atomic_load_explicit(&s->freed[i / 64], memory_order_relaxed) & bit) return;
+    if (atomic_load_explicit(&s->nfree_hint, memory_order_relaxed) &&
+        (atomic_load_explicit(&s->freed[i / 64], memory_order_relaxed) & bit))
+        return;
     if (s->spanclass && !slot_allocated(s, i)) return;
     if (atomic_fetch_or_explicit(mw, bit, memory_order_relaxed) & bit) return;
     uintptr_t size = s->spanclass ? s->elemsize : s->limit;
@@ -150,9 +164,11 @@ static inline void mark_word(struct marker *m, uintptr_t w) {
 }
 
 static void scan_range(struct marker *m, uintptr_t lo, uintptr_t hi) {
+    uintptr_t hlo = atomic_load_explicit(&tern_heap.lo, memory_order_relaxed);
+    uintptr_t hspan = atomic_load_explicit(&tern_heap.hi, memory_order_relaxed) - hlo;
     lo = ALIGN_UP(lo, sizeof(uintptr_t));
     for (uintptr_t p = lo; p + sizeof(uintptr_t) <= hi; p += sizeof(uintptr_t))
-        mark_word(m, *(volatile uintptr_t *)p);
+        mark_word(m, *(volatile uintptr_t *)p, hlo, hspan);
 }
 
 /* ---- work sharing ---------------------------------------------------------- */
@@ -164,15 +180,17 @@ static struct packet *packet_get_empty(void) {
     return p;
 }
 
-/* Move the oldest PACKET entries of m's stack to the shared pool. */
+/* Move the oldest half of m's stack (at most PACKET entries) to the
+ * shared pool, where an idle marker takes it. */
 static void donate(struct marker *m) {
+    size_t k = m->st.n / 2 < PACKET ? m->st.n / 2 : PACKET;
     pthread_mutex_lock(&pool.lock);
     struct packet *p = packet_get_empty();
     if (p) {
-        p->n = PACKET;
-        memcpy(p->v, m->st.v, sizeof(uintptr_t) * 2 * PACKET);
-        memmove(m->st.v, m->st.v + 2 * PACKET, sizeof(uintptr_t) * 2 * (m->st.n - PACKET));
-        m->st.n -= PACKET;
+        p->n = k;
+        memcpy(p->v, m->st.v, sizeof(uintptr_t) * 2 * k);
+        memmove(m->st.v, m->st.v + 2 * k, sizeof(uintptr_t) * 2 * (m->st.n - k));
+        m->st.n -= k;
         p->next = pool.full;
         pool.full = p;
         pthread_cond_signal(&pool.work);
@@ -197,22 +215,47 @@ static void take(struct marker *m, struct packet *p) {
     pool.empty = p;
 }
 
-/* Drain until every marker is idle and the pool is empty. */
+/* Pop the next piece of work: large objects are scanned SCAN_PIECE at a
+ * time, the rest left on the stack where other markers can get it. */
+static inline bool pop(struct marker *m, uintptr_t *base, uintptr_t *len) {
+    if (!m->st.n) return false;
+    m->st.n--;
+    *base = m->st.v[2 * m->st.n];
+    *len = m->st.v[2 * m->st.n + 1];
+    if (*len > SCAN_PIECE) {
+        m->st.v[2 * m->st.n] = *base + SCAN_PIECE;
+        m->st.v[2 * m->st.n + 1] = *len - SCAN_PIECE;
+        m->st.n++;
+        *len = SCAN_PIECE;
+    }
+    return true;
+}
+
+/* Drain until every marker is idle and the pool is empty.  Objects popped
+ * from the stack wait in a small FIFO after a prefetch, so that several
+ * cache misses are in flight while one object is scanned. */
+#define PREFETCH_DEPTH 8
 static void drain(struct marker *m) {
     uint64_t cpu0 = tern_thread_cpu_ns();
     unsigned tick = 0;
+    uintptr_t qb[PREFETCH_DEPTH], ql[PREFETCH_DEPTH];
+    unsigned qh = 0, qn = 0;
     for (;;) {
-        while (m->st.n) {
-            m->st.n--;
-            uintptr_t base = m->st.v[2 * m->st.n], len = m->st.v[2 * m->st.n + 1];
-            if (len > SCAN_PIECE) { /* scan a piece, leave the rest for sharing */
-                m->st.v[2 * m->st.n] = base + SCAN_PIECE;
-                m->st.v[2 * m->st.n + 1] = len - SCAN_PIECE;
-                m->st.n++;
-                len = SCAN_PIECE;
+        for (;;) {
+            while (qn < PREFETCH_DEPTH) {
+                uintptr_t b, l;
+                if (!pop(m, &b, &l)) break;
+                __builtin_prefetch((void *)b);
+                unsigned t = (qh + qn++) % PREFETCH_DEPTH;
+                qb[t] = b;
+                ql[t] = l;
             }
-            scan_range(m, base, base + len);
-            if ((++tick & 31) == 0 && m->st.n > 2 * PACKET && atomic_load_explicit(&pool.waiting, memory_order_relaxed))
+            if (!qn) break;
+            uintptr_t b = qb[qh], l = ql[qh];
+            qh = (qh + 1) % PREFETCH_DEPTH;
+            qn--;
+            scan_range(m, b, b + l);
+            if ((++tick & 15) == 0 && m->st.n > 64 && atomic_load_explicit(&pool.waiting, memory_order_relaxed))
                 donate(m);
         }
         pthread_mutex_lock(&pool.lock);
@@ -248,9 +291,13 @@ static void drain(struct marker *m) {
 
 static void *marker_main(void *arg) {
     struct marker *m = arg;
+    /* Marker threads are not registered and never stopped; they take no
+     * signals at all (the stop signal included: the C library's own
+     * pthread_sigmask, not Tern's filtering one). */
     sigset_t all;
     sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, NULL); /* never stopped, never interrupted */
+    int (*mask)(int, const sigset_t *, sigset_t *) = tern_real_sigmask();
+    if (mask) mask(SIG_BLOCK, &all, NULL);
     for (;;) {
         pthread_mutex_lock(&pool.lock);
         while (pool.round == m->seen) pthread_cond_wait(&pool.start, &pool.lock);
@@ -290,7 +337,7 @@ static void parallel_drain(unsigned n) {
     pthread_mutex_unlock(&pool.lock);
     /* Spread the root work: helpers start with empty stacks and take
      * packets donated here. */
-    while (n > 1 && markers[0].st.n > 2 * PACKET) {
+    while (n > 1 && markers[0].st.n > 64) {
         donate(&markers[0]);
         pthread_mutex_lock(&pool.lock);
         unsigned packets = 0;

@@ -81,15 +81,26 @@ size_t tern_sweep_span(struct span *s) {
 }
 
 /* Is slot idx of s a live object?  In a span not yet swept, an object in
- * the alloc bitmap is live only if the last cycle marked it. */
-bool tern_object_live(struct span *s, size_t idx) {
+ * the alloc bitmap is live only if the last cycle marked it.  A sweep of
+ * the span may be running: then ask again under its class lock, which
+ * every sweep holds. */
+static bool live_now(struct span *s, size_t idx) {
     uint64_t bit = 1ull << (idx % 64);
     if (atomic_load(&s->freed[idx / 64]) & bit) return false;
     if (s->spanclass == 0 || (atomic_load(&s->alloc[idx / 64]) & bit)) {
         if (atomic_load(&s->sweepgen) == atomic_load(&tern_sweepgen)) return true;
         return atomic_load(&s->mark[idx / 64]) & bit;
     }
-    return slot_allocated(s, idx);
+    return slot_allocated(s, idx); /* handed out since the last cycle ended */
+}
+
+bool tern_object_live(struct span *s, size_t idx) {
+    if (atomic_load(&s->sweepgen) == atomic_load(&tern_sweepgen)) return live_now(s, idx);
+    pthread_mutex_t *l = &tern_central[s->spanclass].lock;
+    pthread_mutex_lock(l);
+    bool live = atomic_load(&s->state) != SPAN_FREE && live_now(s, idx);
+    pthread_mutex_unlock(l);
+    return live;
 }
 
 /* Sweep every span that still needs it; returns when none is left. */

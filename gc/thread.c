@@ -98,7 +98,9 @@ int tern_stop_world(void) {
     uint32_t n = 0;
     for (struct thread *t = tern_threads; t; t = t->next) {
         if (t == self) continue;
-        if (pthread_kill(t->pthread, SIG_SUSPEND) == 0) n++;
+        /* tgkill, not pthread_kill: glibc's pthread_kill reports success
+         * for a thread that has already exited. */
+        if (syscall(SYS_tgkill, getpid(), t->tid, SIG_SUSPEND) == 0) n++;
         else t->stack_hi = t->stack_lo; /* gone without unregistering: nothing to scan */
     }
     uint32_t a;
@@ -260,6 +262,39 @@ TERN_API int pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(*f
         munmap(r, 4096);
     }
     return rc;
+}
+
+/* ---- signal masks ------------------------------------------------------------ *
+ * A registered thread must stay stoppable.  Libraries often block every
+ * signal in their worker threads (nanomsg, for one); Tern's pthread_sigmask
+ * and sigprocmask pass the request on without the stop signal, as bdwgc's
+ * do. */
+
+static int (*real_sigmask)(int, const sigset_t *, sigset_t *);
+static int (*real_procmask)(int, const sigset_t *, sigset_t *);
+
+static const sigset_t *keep_stoppable(int how, const sigset_t *set, sigset_t *copy) {
+    if (!set || how == SIG_UNBLOCK || !sigismember(set, SIG_SUSPEND)) return set;
+    *copy = *set;
+    sigdelset(copy, SIG_SUSPEND);
+    return copy;
+}
+
+tern_sigmask_fn tern_real_sigmask(void) {
+    if (!real_sigmask) *(void **)&real_sigmask = dlsym(RTLD_NEXT, "pthread_sigmask");
+    return real_sigmask;
+}
+
+TERN_API int pthread_sigmask(int how, const sigset_t *set, sigset_t *old) {
+    if (!real_sigmask) *(void **)&real_sigmask = dlsym(RTLD_NEXT, "pthread_sigmask");
+    sigset_t copy;
+    return real_sigmask(how, keep_stoppable(how, set, &copy), old);
+}
+
+TERN_API int sigprocmask(int how, const sigset_t *set, sigset_t *old) {
+    if (!real_procmask) *(void **)&real_procmask = dlsym(RTLD_NEXT, "sigprocmask");
+    sigset_t copy;
+    return real_procmask(how, keep_stoppable(how, set, &copy), old);
 }
 
 void tern_threads_scan_pending(void (*scan)(uintptr_t, uintptr_t, void *), void *arg) {

@@ -54,9 +54,49 @@ static NOINLINE UNUSED void check_watched(const char *what, int round, int count
     }
 }
 
+/* Allocation caches hand out slots from a word of a span's bitmap; make
+ * this thread move past the words that hold the watched objects, so that
+ * whatever a cache does with the slots it holds cannot keep them alive. */
+static NOINLINE UNUSED void move_caches_on(int count)
+{
+    for (int i = 0; i < count && i < NR; i++) {
+        size_t n = watched_size_for(i);
+        if (n > 20000)
+            continue;
+        for (int k = 0; k < 130; k++) {
+            char *g = tern_malloc(n);
+            T_ASSERT(g != NULL, "tern_malloc(%zu) failed", n);
+            g[0] = 1;
+        }
+    }
+}
+
+/* Make objects 0..count-1 here (the main thread), for another thread to
+ * take by their hidden addresses.  The objects come from this thread's
+ * allocation cache, which this thread then moves on, so the checks do not
+ * depend on when another thread's cache is published (test_reclaim checks
+ * that separately).  Until unpin_watched() they are also held in `pinned`
+ * (garbage made meanwhile may run collections). */
+static void *volatile pinned[NR]; /* volatile: stores to a never-read static would be dropped */
+
+static NOINLINE UNUSED void make_watched_all(int count)
+{
+    for (int i = 0; i < count; i++)
+        pinned[i] = new_watched(i);
+    move_caches_on(count);
+}
+
+/* Call once the root under test holds the objects. */
+static NOINLINE UNUSED void unpin_watched(void)
+{
+    for (int i = 0; i < NR; i++)
+        pinned[i] = NULL;
+}
+
 /* Collect ROUNDS times with garbage in between, checking after each. */
 static NOINLINE UNUSED void survive_rounds(const char *what, int count)
 {
+    move_caches_on(count);
     for (int r = 0; r < ROUNDS; r++) {
         churn(2 * MiB, watched_size_for(r % count));
         clobber_stack();

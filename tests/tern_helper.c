@@ -20,8 +20,8 @@ static void print_stats(const char *prefix)
         printf("stats_error=1\n");
         return;
     }
-    printf("%scycles=%llu gc_percent=%u markers=%u threads=%u\n", prefix,
-           (unsigned long long)st.cycles, st.gc_percent, st.markers, st.threads);
+    printf("%scycles=%llu %sgc_percent=%u %smarkers=%u %sthreads=%u\n", prefix,
+           (unsigned long long)st.cycles, prefix, st.gc_percent, prefix, st.markers, prefix, st.threads);
 }
 
 static unsigned long long cycles_now(void)
@@ -53,6 +53,7 @@ int main(int argc, char **argv)
 {
     const char *mode = argc > 1 ? argv[1] : "stats";
     setvbuf(stdout, NULL, _IOLBF, 0);
+    alarm(20); /* never outlive the test that runs us, even if Tern hangs */
 
     if (strcmp(mode, "stats") == 0) {
         if (garbage_in_threads(64 * MiB, 4) != 0)

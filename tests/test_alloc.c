@@ -4,7 +4,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 
-TestSuite(alloc, .timeout = 120);
+TestSuite(alloc, .timeout = 30);
 
 struct obj {
     char  *p;

@@ -6,7 +6,7 @@
 #include <pthread.h>
 #include <semaphore.h>
 
-TestSuite(api, .timeout = 60);
+TestSuite(api, .timeout = 30);
 
 Test(api, strerror_names_every_code)
 {
@@ -38,7 +38,7 @@ Test(api, get_stats_basics)
     cr_assert_eq(tern_get_stats(NULL), TERN_EINVAL, "tern_get_stats(NULL)");
     struct tern_stats a, b, c;
     cr_assert_eq(tern_get_stats(&a), TERN_OK);
-    enum { N = 1000, SZ = 100 };
+    enum { N = 5000, SZ = 100, SLACK = 128 };
     void **keep = tern_malloc(N * sizeof *keep);
     cr_assert_not_null(keep);
     for (int i = 0; i < N; i++) {
@@ -48,9 +48,15 @@ Test(api, get_stats_basics)
     void *big = tern_malloc(4 * MiB); /* live through the collection below */
     cr_assert_not_null(big);
     cr_assert_eq(tern_get_stats(&b), TERN_OK);
-    cr_assert_geq(b.allocated_objects - a.allocated_objects, N + 2);
-    cr_assert_geq(b.allocated_bytes - a.allocated_bytes, (uint64_t)N * SZ + 4 * MiB);
-    cr_assert_geq(b.in_use_bytes, (uint64_t)N * SZ + 4 * MiB);
+    /* per-thread caches publish their counts in batches (a cache word of
+     * up to 64 slots at a time), so allow that much slack */
+    cr_assert_geq(b.allocated_objects - a.allocated_objects, N - SLACK,
+                  "allocated_objects grew by %llu for %d objects",
+                  (unsigned long long)(b.allocated_objects - a.allocated_objects), N + 2);
+    cr_assert_geq(b.allocated_bytes - a.allocated_bytes, (uint64_t)(N - SLACK) * SZ + 4 * MiB,
+                  "allocated_bytes grew by %llu",
+                  (unsigned long long)(b.allocated_bytes - a.allocated_bytes));
+    cr_assert_geq(b.in_use_bytes, (uint64_t)(N - SLACK) * SZ + 4 * MiB);
     cr_assert_geq(b.threads, 1, "the calling thread is registered");
     cr_assert_gt(b.gc_percent, 0, "the default gc_percent is on");
 

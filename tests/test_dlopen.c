@@ -10,7 +10,7 @@
 #error "DLROOT_PATH must name the helper library (tests/.libs/libdlroot.so)"
 #endif
 
-TestSuite(dlopen, .timeout = 120);
+TestSuite(dlopen, .timeout = 30);
 
 enum { DLROOT_DATA = 0, DLROOT_BSS = 1, DLROOT_TLS = 2 };
 
@@ -35,6 +35,12 @@ static NOINLINE void fill_lib(int which)
 {
     for (int i = 0; i < NR; i++)
         dl_set(which, i, new_watched(i));
+}
+
+static NOINLINE void fill_lib_from_watched(int which)
+{
+    for (int i = 0; i < NR; i++)
+        dl_set(which, i, unhide(watched[i]));
 }
 
 static NOINLINE int lib_ok(int which)
@@ -86,7 +92,7 @@ static void sem_wait_ok(sem_t *s)
 static void *tls_holder(void *arg)
 {
     (void)arg;
-    fill_lib(DLROOT_TLS);
+    fill_lib_from_watched(DLROOT_TLS);
     clobber_stack();
     sem_post(&ready);
     sem_wait_ok(&go);
@@ -104,9 +110,12 @@ Test(dlopen, library_thread_local_of_other_thread)
     cr_assert_eq(sem_init(&ready, 0, 0), 0);
     cr_assert_eq(sem_init(&go, 0, 0), 0);
     cr_assert_eq(sem_init(&done, 0, 0), 0);
+    make_watched_all(NR);
+    clobber_stack();
     pthread_t t;
     cr_assert_eq(pthread_create(&t, NULL, tls_holder, NULL), 0);
     sem_wait_ok(&ready);
+    unpin_watched();
     survive_rounds("dlopen'ed library __thread (other thread)", NR);
     sem_post(&go);
     sem_wait_ok(&done);

@@ -9,7 +9,7 @@
 #error "HELPER_PATH must name tests/tern_helper"
 #endif
 
-TestSuite(env, .timeout = 120);
+TestSuite(env, .timeout = 30);
 
 extern char **environ;
 

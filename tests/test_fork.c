@@ -8,7 +8,7 @@
 #include <stdatomic.h>
 #include <sys/wait.h>
 
-TestSuite(fork, .timeout = 120);
+TestSuite(fork, .timeout = 60);
 
 #define NWORKERS 3
 #define LIVE 2000

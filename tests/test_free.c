@@ -6,7 +6,7 @@
 #include <criterion/redirect.h>
 #include <fcntl.h>
 
-TestSuite(free, .init = cr_redirect_stderr, .timeout = 120);
+TestSuite(free, .init = cr_redirect_stderr, .timeout = 30);
 
 static char captured[64 * 1024];
 

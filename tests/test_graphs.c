@@ -4,7 +4,7 @@
 
 #include <criterion/criterion.h>
 
-TestSuite(graphs, .timeout = 180);
+TestSuite(graphs, .timeout = 60);
 
 struct node {
     struct node *next;
@@ -59,7 +59,7 @@ static NOINLINE size_t walk_list(const struct node *x, size_t n, int backward)
     return x ? (size_t)-1 : k;
 }
 
-Test(graphs, ten_million_node_list, .timeout = 240)
+Test(graphs, ten_million_node_list, .timeout = 90)
 {
     const size_t n = 10 * 1000 * 1000;
     struct node *head = build_list_backward(n);

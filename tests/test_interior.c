@@ -3,7 +3,7 @@
 
 #include <criterion/criterion.h>
 
-TestSuite(interior, .timeout = 120);
+TestSuite(interior, .timeout = 30);
 
 static const size_t sizes[] = {
     16, 24, 48, 100, 256, 1000, 4000, 9000, 33000, 70000, 300000, 3 * MiB + 17,

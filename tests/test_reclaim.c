@@ -4,7 +4,7 @@
 #include <criterion/criterion.h>
 #include <sys/resource.h>
 
-TestSuite(reclaim, .timeout = 180);
+TestSuite(reclaim, .timeout = 30);
 
 #define NOBJ 20000
 
@@ -163,7 +163,7 @@ static NOINLINE size_t pick_size(uint64_t *rng)
     return 24 + (size_t)((r >> 8) % 600);        /* small */
 }
 
-Test(reclaim, ten_GiB_of_garbage_in_bounded_memory, .timeout = 240)
+Test(reclaim, ten_GiB_of_garbage_in_bounded_memory, .timeout = 120)
 {
     const size_t total = 10 * GiB;
     const size_t limit = 256 * MiB;
@@ -250,4 +250,74 @@ Test(reclaim, large_objects_are_recycled)
     cr_assert_gt(st.cycles, 0);
     cr_assert_lt(st.mapped_bytes, (uint64_t)(1024 * MiB), "mapped %llu MiB for 32 MiB of live data",
                  (unsigned long long)(st.mapped_bytes / MiB));
+}
+
+/* Objects a thread allocated and dropped are garbage even while that thread
+ * sits idle (blocked) and still holds its allocation cache; likewise after
+ * it exited. */
+#include <pthread.h>
+#include <semaphore.h>
+
+#define NIDLE 256
+static uintptr_t idle_hidden[NIDLE];
+static sem_t idle_ready, idle_go;
+
+static NOINLINE void idle_make_garbage(void)
+{
+    for (int i = 0; i < NIDLE; i++) {
+        size_t n = 16 + (size_t)(i % 8) * 40;
+        void *p = tern_malloc(n);
+        T_ASSERT(p != NULL, "tern_malloc failed");
+        fill(p, n, (uint32_t)i);
+        idle_hidden[i] = hide(p);
+    }
+}
+
+static void *idle_thread(void *arg)
+{
+    int wait = arg != NULL;
+    idle_make_garbage();
+    clobber_stack();
+    if (wait) {
+        sem_post(&idle_ready);
+        while (sem_wait(&idle_go) != 0)
+            ;
+    }
+    return NULL;
+}
+
+static NOINLINE int idle_gone(void)
+{
+    int gone = 0;
+    for (int i = 0; i < NIDLE; i++)
+        if (tern_base(unhide(idle_hidden[i])) == NULL)
+            gone++;
+    return gone;
+}
+
+Test(reclaim, garbage_of_idle_thread_is_reclaimed)
+{
+    cr_assert_eq(sem_init(&idle_ready, 0, 0), 0);
+    cr_assert_eq(sem_init(&idle_go, 0, 0), 0);
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, idle_thread, (void *)1), 0);
+    while (sem_wait(&idle_ready) != 0)
+        ;
+    churn_and_collect(2, 2 * MiB, 0);
+    int gone = idle_gone();
+    sem_post(&idle_go);
+    cr_assert_eq(pthread_join(t, NULL), 0);
+    cr_assert_geq(gone * 10, NIDLE * 9,
+                  "only %d of %d objects dropped by a blocked thread were reclaimed", gone, NIDLE);
+}
+
+Test(reclaim, garbage_of_exited_thread_is_reclaimed)
+{
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, idle_thread, NULL), 0);
+    cr_assert_eq(pthread_join(t, NULL), 0);
+    churn_and_collect(2, 2 * MiB, 0);
+    int gone = idle_gone();
+    cr_assert_geq(gone * 10, NIDLE * 9,
+                  "only %d of %d objects dropped by an exited thread were reclaimed", gone, NIDLE);
 }

@@ -6,7 +6,7 @@
 #include <pthread.h>
 #include <semaphore.h>
 
-TestSuite(roots, .timeout = 120);
+TestSuite(roots, .timeout = 30);
 
 static sem_t ready, go, done;
 
@@ -28,7 +28,7 @@ static void sem_wait_ok(sem_t *s)
 static NOINLINE void fill_slots(void *volatile *slots, int count)
 {
     for (int i = 0; i < count; i++)
-        slots[i] = new_watched(i);
+        slots[i] = unhide(watched[i]);
 }
 
 static NOINLINE int slots_ok(void *volatile *slots, int count)
@@ -59,9 +59,12 @@ static void *stack_holder(void *arg)
 Test(roots, other_threads_stack)
 {
     sems_init();
+    make_watched_all(NR);
+    clobber_stack();
     pthread_t t;
     cr_assert_eq(pthread_create(&t, NULL, stack_holder, NULL), 0);
     sem_wait_ok(&ready);
+    unpin_watched();
     survive_rounds("thread stack", NR);
     sem_post(&go);
     sem_wait_ok(&done);
@@ -133,19 +136,12 @@ static NOINLINE void hold_in_caller_saved(const uintptr_t *h, uintptr_t *out)
         : "rax", "rcx", "r11", "rsi", "rdi", "r8", "r9", "r10", "memory", "cc");
 }
 
-static NOINLINE void make_five(uintptr_t *h)
-{
-    for (int i = 0; i < 5; i++) {
-        new_watched(i);
-        h[i] = watched[i];
-    }
-}
-
 static void *register_holder(void *arg)
 {
     int caller_saved = (int)(intptr_t)arg;
     uintptr_t h[5], out[5];
-    make_five(h);
+    for (int i = 0; i < 5; i++)
+        h[i] = watched[i]; /* made by the main thread */
     clobber_stack();
     if (caller_saved)
         hold_in_caller_saved(h, out);
@@ -163,9 +159,12 @@ static void run_register_test(int caller_saved)
     pthread_t t;
     reg_ready = 0;
     reg_stop = 0;
+    make_watched_all(5);
+    clobber_stack();
     cr_assert_eq(pthread_create(&t, NULL, register_holder, (void *)(intptr_t)caller_saved), 0);
     while (!reg_ready)
         sched_yield();
+    unpin_watched();
     survive_rounds(what, 5);
     reg_stop = 1;
     void *ok;
@@ -229,9 +228,9 @@ static NOINLINE void fill_tls(void)
 {
     for (int i = 0; i < NR; i++) {
         if (i & 1)
-            tls_data[i / 2] = new_watched(i);
+            tls_data[i / 2] = unhide(watched[i]);
         else
-            tls_bss[i / 2] = new_watched(i);
+            tls_bss[i / 2] = unhide(watched[i]);
     }
 }
 
@@ -269,9 +268,12 @@ static void *tls_holder(void *arg)
 Test(roots, thread_local_of_other_thread)
 {
     sems_init();
+    make_watched_all(NR);
+    clobber_stack();
     pthread_t t;
     cr_assert_eq(pthread_create(&t, NULL, tls_holder, NULL), 0);
     sem_wait_ok(&ready);
+    unpin_watched();
     survive_rounds("__thread of another thread", NR);
     sem_post(&go);
     sem_wait_ok(&done);
@@ -292,7 +294,9 @@ static void *collector_thread(void *arg)
  * both when the main thread collects and when another thread does. */
 Test(roots, thread_local_of_main_thread)
 {
+    make_watched_all(NR);
     fill_tls();
+    unpin_watched();
     clobber_stack();
     survive_rounds("__thread of the collecting (main) thread", NR);
     pthread_t t;
@@ -320,7 +324,7 @@ Test(roots, user_root_range)
     free(buf);
 }
 
-Test(roots, user_root_range_in_mmap_and_unaligned_bounds)
+Test(roots, user_root_range_with_unaligned_bounds)
 {
     /* a range whose bounds are not word aligned still covers the words in it */
     char *raw = malloc(NR * sizeof(void *) + 64);
@@ -370,10 +374,9 @@ static void *non_allocating(void *arg)
 
 static NOINLINE void make_handoff(void)
 {
-    for (int i = 0; i < NR; i++) {
-        new_watched(i);
+    make_watched_all(NR);
+    for (int i = 0; i < NR; i++)
         handoff[i] = watched[i];
-    }
 }
 
 static void *collect_half(void *arg)
@@ -398,6 +401,7 @@ Test(roots, thread_that_never_allocates)
     clobber_stack();
     sem_post(&go);
     sem_wait_ok(&ready);
+    unpin_watched();
     cr_assert_eq(pthread_create(&c1, NULL, collect_half, NULL), 0);
     cr_assert_eq(pthread_create(&c2, NULL, collect_half, NULL), 0);
     cr_assert_eq(pthread_join(c1, NULL), 0);

@@ -4,13 +4,15 @@
 
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <semaphore.h>
+#include <signal.h>
 #include <stdatomic.h>
 
-TestSuite(threads, .timeout = 180);
+TestSuite(threads, .timeout = 60);
 
 #define NTHREADS 8
 #define NSLOTS   512
-#define ITERS    12000
+#define ITERS    30000
 
 struct rec {
     uint32_t owner, seq;
@@ -169,7 +171,7 @@ Test(threads, threads_come_and_go_while_collecting)
     pthread_t c;
     cr_assert_eq(pthread_create(&c, NULL, collector, NULL), 0);
     int started = 0;
-    for (int round = 0; round < 25; round++) {
+    for (int round = 0; round < 40; round++) {
         pthread_t t[8];
         for (int i = 0; i < 8; i++) {
             if (i == 7) { /* one detached thread per round */
@@ -193,4 +195,91 @@ Test(threads, threads_come_and_go_while_collecting)
     tern_collect();
     struct tern_stats st = get_stats();
     cr_assert_gt(st.cycles, 0);
+}
+
+/* ---- threads with signals blocked ---------------------------------------
+ * Libraries commonly start worker threads with every signal blocked
+ * (nanomsg does, and so every Criterion test process has such a thread), and
+ * programs commonly block all signals in threads that wait in sigwait().
+ * Collections must still complete, and such a thread's stack is still a root. */
+
+static sem_t blk_ready, blk_go;
+static uintptr_t blk_hidden;
+static void *volatile blk_pin;
+
+static NOINLINE void blk_make(void)
+{
+    char *p = tern_malloc(4000);
+    T_ASSERT(p != NULL, "tern_malloc failed");
+    fill(p, 4000, 4242);
+    blk_hidden = hide(p);
+    blk_pin = p;
+}
+
+static NOINLINE void blk_take(void *volatile *slot)
+{
+    *slot = unhide(blk_hidden);
+}
+
+static void *blocked_holder(void *arg)
+{
+    int block_itself = arg != NULL;
+    if (block_itself) {
+        sigset_t all;
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, NULL);
+    }
+    void *volatile slot;
+    blk_take(&slot);
+    clobber_stack();
+    sem_post(&blk_ready);
+    while (sem_wait(&blk_go) != 0)
+        ;
+    return (void *)(intptr_t)(hide(slot) == blk_hidden && filled_ok(slot, 4000, 4242));
+}
+
+static NOINLINE void blk_check(int round)
+{
+    char *p = unhide(blk_hidden);
+    cr_assert_eq(tern_base(p), p, "round %d: the object held by the signal-blocked thread was reclaimed", round);
+    cr_assert(filled_ok(p, 4000, 4242), "round %d: the object held by the signal-blocked thread is corrupted", round);
+}
+
+static void run_blocked(int block_itself)
+{
+    cr_assert_eq(sem_init(&blk_ready, 0, 0), 0);
+    cr_assert_eq(sem_init(&blk_go, 0, 0), 0);
+    blk_make();
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_t t;
+    if (!block_itself) /* the new thread inherits a fully blocked mask */
+        cr_assert_eq(pthread_sigmask(SIG_BLOCK, &all, &old), 0);
+    int rc = pthread_create(&t, NULL, blocked_holder, block_itself ? (void *)1 : NULL);
+    if (!block_itself)
+        cr_assert_eq(pthread_sigmask(SIG_SETMASK, &old, NULL), 0);
+    cr_assert_eq(rc, 0);
+    while (sem_wait(&blk_ready) != 0)
+        ;
+    blk_pin = NULL;
+    for (int round = 0; round < 10; round++) {
+        churn(2 * MiB, 4000);
+        clobber_stack();
+        tern_collect(); /* hangs if the collector cannot stop the thread */
+        blk_check(round);
+    }
+    sem_post(&blk_go);
+    void *ok;
+    cr_assert_eq(pthread_join(t, &ok), 0);
+    cr_assert_eq((intptr_t)ok, 1, "the signal-blocked thread saw its object change");
+}
+
+Test(threads, thread_created_with_all_signals_blocked, .timeout = 30)
+{
+    run_blocked(0);
+}
+
+Test(threads, thread_that_blocks_all_signals_itself, .timeout = 30)
+{
+    run_blocked(1);
 }
