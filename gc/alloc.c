@@ -157,9 +157,11 @@ static void *large_alloc(size_t n, bool noscan, bool zero) {
         return NULL;
     }
     size_t np = (n + PAGE_SIZE - 1) / PAGE_SIZE;
-    /* Count it (and maybe collect) before the object exists: a cycle run
-     * from here would not see the new object anywhere and free it. */
-    tern_pacer_note_alloc((int64_t)(np * PAGE_SIZE), 1, true);
+    /* Collect, if this object would reach the goal, before it exists: a
+     * cycle run after would find no pointer to it yet and free it. */
+    if (atomic_load_explicit(&tern_in_use, memory_order_relaxed) + np * PAGE_SIZE >=
+        atomic_load_explicit(&tern_next_gc, memory_order_relaxed))
+        tern_gc_for("heap goal", false, np * PAGE_SIZE);
     bool nz;
     struct span *s = tern_span_alloc(np, &nz);
     if (!s) {
@@ -173,6 +175,7 @@ static void *large_alloc(size_t n, bool noscan, bool zero) {
     tern_span_init_large(s, n, noscan);
     if (nz && zero) memset((void *)s->base, 0, s->limit);
     atomic_store(&s->state, SPAN_LARGE);
+    tern_pacer_note_alloc((int64_t)s->limit, 1, false);
     return (void *)s->base;
 }
 
@@ -250,7 +253,8 @@ TERN_API void tern_free(void *p) {
     struct span *s = span_of((uintptr_t)p);
     unsigned st = s ? atomic_load_explicit(&s->state, memory_order_acquire) : SPAN_FREE;
     if (!s || st == SPAN_FREE) {
-        tern_report_error(s ? "double free" : "invalid free (not a Tern object)", p);
+        /* Inside a chunk but in no allocated span: freed before. */
+        tern_report_error(s || chunk_of((uintptr_t)p) ? "double free" : "invalid free (not a Tern object)", p);
         return;
     }
     uintptr_t off = (uintptr_t)p - s->base;

@@ -26,7 +26,11 @@ static void trace_line(uint64_t cycle, uint64_t t0, uint64_t pause, uint64_t mar
 
 /* Run one cycle.  Only one runs at a time; a thread that asks while a
  * cycle triggered by the heap goal is running just waits for it. */
-void tern_gc(const char *why, bool full_sweep) {
+void tern_gc(const char *why, bool full_sweep) { tern_gc_for(why, full_sweep, 0); }
+
+/* A cycle if in-use bytes plus `extra` (an allocation about to be made)
+ * reach the goal, or always when full_sweep (explicit) is set. */
+void tern_gc_for(const char *why, bool full_sweep, uint64_t extra) {
     tern_ensure_init();
     struct thread *self = tern_thread_ensure();
     if (!self) return;
@@ -38,7 +42,7 @@ void tern_gc(const char *why, bool full_sweep) {
         return;
     }
     pthread_mutex_lock(&tern_gc_lock);
-    if (!explicit_call && atomic_load(&tern_in_use) < atomic_load(&tern_next_gc)) {
+    if (!explicit_call && atomic_load(&tern_in_use) + extra < atomic_load(&tern_next_gc)) {
         pthread_mutex_unlock(&tern_gc_lock); /* another thread just collected */
         return;
     }

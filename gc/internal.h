@@ -319,6 +319,7 @@ void tern_pacer_init(void);
 
 /* ---- the cycle, stats, tracing (collect.c) ------------------------------ */
 void tern_gc(const char *why, bool full_sweep);
+void tern_gc_for(const char *why, bool full_sweep, uint64_t extra);
 struct tern_global_stats {
     _Atomic uint64_t cycles, allocated_bytes, allocated_objects, freed_bytes,
         explicit_frees, total_pause_ns, max_pause_ns, last_pause_ns, mark_cpu_ns,

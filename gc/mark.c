@@ -97,6 +97,7 @@ static struct {
           .start = PTHREAD_COND_INITIALIZER, .finished = PTHREAD_COND_INITIALIZER};
 
 _Atomic uint64_t tern_marked_bytes;
+static bool single_marker; /* one marker: mark bits need no atomic update */
 static _Atomic int overflowed;
 
 /* ---- mark stacks ---------------------------------------------------------- */
@@ -157,7 +158,8 @@ static inline __attribute__((always_inline)) void mark_word(struct marker *m, ui
         (atomic_load_explicit(&s->freed[i / 64], memory_order_relaxed) & bit))
         return;
     if (s->spanclass && !slot_allocated(s, i)) return;
-    if (atomic_fetch_or_explicit(mw, bit, memory_order_relaxed) & bit) return;
+    if (single_marker) atomic_store_explicit(mw, atomic_load_explicit(mw, memory_order_relaxed) | bit, memory_order_relaxed);
+    else if (atomic_fetch_or_explicit(mw, bit, memory_order_relaxed) & bit) return;
     uintptr_t size = s->spanclass ? s->elemsize : s->limit;
     m->marked += size;
     if (!s->noscan) push(m, s, s->base + i * s->elemsize, size);
@@ -374,6 +376,7 @@ static void rescan_overflowed(struct marker *m) {
  * CPU time the helper markers spent. */
 uint64_t tern_mark_roots_and_drain(unsigned want) {
     unsigned n = ensure_helpers(want);
+    single_marker = n == 1;
     for (unsigned i = 0; i < n; i++) markers[i].marked = markers[i].cpu_ns = 0;
     uint64_t cpu0 = tern_thread_cpu_ns();
     tern_roots_scan(scan_root, &markers[0]);
