@@ -55,13 +55,21 @@ static int phdr_cb(struct dl_phdr_info *info, size_t size, void *data) {
     return 0;
 }
 
+/* drop-in malloc support (libtern-malloc): defined at the end of this file */
+static void roots_cycle_hook(int begin);
+static void mappings_scan(void (*scan)(uintptr_t lo, uintptr_t hi, void *), void *arg);
+
 void tern_roots_prepare(void) {
+    roots_cycle_hook(1);
     n_statics = n_tls = 0;
     dl_iterate_phdr(phdr_cb, NULL);
     pthread_mutex_lock(&roots_lock); /* held until tern_roots_done */
 }
 
-void tern_roots_done(void) { pthread_mutex_unlock(&roots_lock); }
+void tern_roots_done(void) {
+    pthread_mutex_unlock(&roots_lock);
+    roots_cycle_hook(0);
+}
 
 void tern_roots_init(void) {
     Dl_info di;
@@ -101,6 +109,7 @@ void tern_roots_scan(void (*scan)(uintptr_t lo, uintptr_t hi, void *), void *arg
         scan((uintptr_t)t->regs, (uintptr_t)(t->regs + 32), arg);
         scan_tls(t, scan, arg);
     }
+    mappings_scan(scan, arg);
 }
 
 TERN_API int tern_add_roots(void *lo, void *hi) {
@@ -130,3 +139,233 @@ TERN_API int tern_remove_roots(void *lo, void *hi) {
 
 void tern_roots_lock(void) { pthread_mutex_lock(&roots_lock); }
 void tern_roots_unlock(void) { pthread_mutex_unlock(&roots_lock); }
+
+/* ---- drop-in malloc support (libtern-malloc) ------------------------------ *
+ * A program that does not know about Tern keeps pointers in memory Tern did
+ * not allocate: mmap'ed arenas of other allocators, hand-made thread stacks,
+ * the C library's thread control blocks.  When enabled (the malloc shim
+ * does, unless TERN_SCAN_MAPPINGS=0), every cycle reads /proc/self/maps
+ * while the world is stopped (no mapping can change then) and scans every
+ * anonymous, private, writable mapping as a root, minus: Tern's chunks,
+ * Tern's own static data, the static data already scanned above, the live
+ * part of every registered stack (already scanned) and thread records.
+ * Pages that are neither resident nor swapped (per /proc/self/pagemap) read
+ * as zeros and are skipped.  No allocation: static buffers only.
+ * The cycle hook tells the shim which thread is collecting, so that mallocs
+ * made by the C library on its behalf (a marker thread's DTV) do not
+ * re-enter the heap. */
+#include <fcntl.h>
+#include <unistd.h>
+
+static int scan_mappings;
+static void (*cycle_hook)(int begin);
+static struct root_range self_segs[16];
+static size_t n_self_segs;
+#define MAPS_EXCL_MAX 8192
+static struct root_range maps_excl[MAPS_EXCL_MAX];
+static size_t n_maps_excl;
+static char maps_buf[65536];
+/* the candidate mappings of one cycle, in address order; internal = Tern's own */
+#define MAPS_CAND_MAX 16384
+static struct root_range maps_cand[MAPS_CAND_MAX];
+static uint8_t maps_internal[MAPS_CAND_MAX];
+static size_t n_cand;
+static uint64_t pagemap_buf[512];
+static int pagemap_fd = -1;
+
+static int self_seg_cb(struct dl_phdr_info *info, size_t size, void *data) {
+    (void)size, (void)data;
+    if (!self_base || info->dlpi_addr != self_base || !info->dlpi_name || !info->dlpi_name[0]) return 0;
+    for (int i = 0; i < info->dlpi_phnum && n_self_segs < 16; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_W)) continue;
+        uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+        self_segs[n_self_segs++] = (struct root_range){lo & ~(uintptr_t)4095, ALIGN_UP(lo + ph->p_memsz, 4096)};
+    }
+    return 0;
+}
+
+void tern_roots_set_scan_mappings(int on) {
+    if (on && !n_self_segs) dl_iterate_phdr(self_seg_cb, NULL);
+    scan_mappings = on;
+}
+
+void tern_roots_set_cycle_hook(void (*fn)(int begin)) { cycle_hook = fn; }
+
+static void roots_cycle_hook(int begin) {
+    if (cycle_hook) cycle_hook(begin);
+}
+
+static void excl_add(uintptr_t lo, uintptr_t hi) {
+    if (lo < hi && n_maps_excl < MAPS_EXCL_MAX) maps_excl[n_maps_excl++] = (struct root_range){lo, hi};
+}
+
+/* Scan [lo, hi) page by page, skipping pages never touched (zero). */
+static void scan_resident(uintptr_t lo, uintptr_t hi, void (*scan)(uintptr_t, uintptr_t, void *), void *arg) {
+    const uintptr_t pg = 4096;
+    if (pagemap_fd < 0) {
+        scan(lo, hi, arg);
+        return;
+    }
+    uintptr_t a = lo;
+    while (a < hi) {
+        uintptr_t first = a / pg, last = (hi - 1) / pg;
+        size_t n = last - first + 1;
+        if (n > 512) n = 512;
+        ssize_t got = pread(pagemap_fd, pagemap_buf, n * 8, (off_t)(first * 8));
+        if (got < (ssize_t)(n * 8)) {
+            scan(a, hi, arg);
+            return;
+        }
+        uintptr_t run = 0; /* start of a run of pages to scan, 0 = none */
+        for (size_t i = 0; i < n; i++) {
+            uintptr_t plo = (first + i) * pg, phi = plo + pg;
+            if (plo < a) plo = a;
+            if (phi > hi) phi = hi;
+            bool touched = (pagemap_buf[i] >> 62) & 3; /* present or swapped */
+            if (touched && !run) run = plo;
+            if (!touched && run) {
+                scan(run, plo, arg);
+                run = 0;
+            }
+            a = phi;
+        }
+        if (run) scan(run, a, arg);
+    }
+}
+
+/* Scan [lo, hi) minus Tern's chunks. */
+static void scan_piece(uintptr_t lo, uintptr_t hi, void (*scan)(uintptr_t, uintptr_t, void *), void *arg) {
+    uintptr_t a = lo;
+    while (a < hi) {
+        struct chunk *c = chunk_of(a);
+        if (c && a >= (uintptr_t)c && a < (uintptr_t)c + c->size) {
+            a = (uintptr_t)c + c->size;
+            continue;
+        }
+        uintptr_t next = (a & ~(uintptr_t)(CHUNK_SIZE - 1)) + CHUNK_SIZE;
+        if (next > hi) next = hi;
+        scan_resident(a, next, scan, arg);
+        a = next;
+    }
+}
+
+static void scan_mapping(uintptr_t lo, uintptr_t hi, void (*scan)(uintptr_t, uintptr_t, void *), void *arg) {
+    uintptr_t cur = lo;
+    for (size_t i = 0; i < n_maps_excl && cur < hi; i++) {
+        const struct root_range *e = &maps_excl[i];
+        if (e->hi <= cur) continue;
+        if (e->lo >= hi) break;
+        if (e->lo > cur) scan_piece(cur, e->lo, scan, arg);
+        if (e->hi > cur) cur = e->hi;
+    }
+    if (cur < hi) scan_piece(cur, hi, scan, arg);
+}
+
+static uintptr_t parse_hex(const char **s) {
+    uintptr_t v = 0;
+    for (;; (*s)++) {
+        char c = **s;
+        if (c >= '0' && c <= '9') v = v * 16 + (uintptr_t)(c - '0');
+        else if (c >= 'a' && c <= 'f') v = v * 16 + (uintptr_t)(c - 'a' + 10);
+        else return v;
+    }
+}
+
+/* One line of /proc/self/maps: "lo-hi perms offset dev inode [path]". */
+static void maps_line(const char *s, const char *end, void (*scan)(uintptr_t, uintptr_t, void *), void *arg) {
+    uintptr_t lo = parse_hex(&s);
+    if (*s++ != '-') return;
+    uintptr_t hi = parse_hex(&s);
+    if (end - s < 6 || s[0] != ' ' || s[1] != 'r' || s[2] != 'w' || s[4] != 'p') return;
+    s += 6;
+    for (int field = 0; field < 2; field++) { /* offset, dev */
+        while (s < end && *s != ' ') s++;
+        while (s < end && *s == ' ') s++;
+    }
+    if (s >= end || *s != '0' || (s + 1 < end && s[1] != ' ' && s[1] != '\n')) return; /* file-backed */
+    if (n_cand < MAPS_CAND_MAX) maps_cand[n_cand++] = (struct root_range){lo, hi};
+    else scan_mapping(lo, hi, scan, arg); /* too many to sort out: scan it all */
+}
+
+static bool in_ranges(uintptr_t a, const struct root_range *r, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (a >= r[i].lo && a < r[i].hi) return true;
+    return false;
+}
+
+/* Tern's own mappings (mark stacks, root tables, side tables of the malloc
+ * shim) are found the way Tern finds them: a pointer to the start of the
+ * mapping in Tern's static data.  They hold stale object addresses that
+ * would keep garbage alive.  Thread records are excluded above (they hold
+ * saved registers, which may name a program's mapping); user root ranges
+ * are neither searched nor excluded. */
+static void find_internal(void) {
+    for (size_t k = 0; k < n_self_segs; k++)
+        for (uintptr_t q = self_segs[k].lo; q + sizeof(uintptr_t) <= self_segs[k].hi; q += sizeof(uintptr_t)) {
+            if (q - (uintptr_t)maps_cand < sizeof maps_cand || q - (uintptr_t)maps_excl < sizeof maps_excl ||
+                q - (uintptr_t)maps_buf < sizeof maps_buf)
+                continue;
+            uintptr_t w = *(volatile uintptr_t *)q;
+            if (!w || (w & 4095)) continue;
+            size_t lo = 0, hi = n_cand;
+            while (lo < hi) {
+                size_t mid = (lo + hi) / 2;
+                if (maps_cand[mid].lo < w) lo = mid + 1;
+                else hi = mid;
+            }
+            if (lo == n_cand || maps_cand[lo].lo != w) continue;
+            if (in_ranges(q, user_roots, n_user)) continue;
+            bool has_user_root = false;
+            for (size_t i = 0; i < n_user; i++)
+                if (user_roots[i].lo < maps_cand[lo].hi && user_roots[i].hi > maps_cand[lo].lo) has_user_root = true;
+            if (!has_user_root) maps_internal[lo] = 1;
+        }
+}
+
+static void mappings_scan(void (*scan)(uintptr_t lo, uintptr_t hi, void *), void *arg) {
+    if (!scan_mappings) return;
+    /* what is scanned elsewhere, or is Tern's own */
+    n_maps_excl = 0;
+    for (size_t i = 0; i < n_self_segs; i++) excl_add(self_segs[i].lo, self_segs[i].hi);
+    for (size_t i = 0; i < n_statics; i++) excl_add(statics[i].lo, statics[i].hi);
+    for (size_t i = 0; i < n_user; i++) excl_add(user_roots[i].lo, user_roots[i].hi);
+    for (struct thread *t = tern_threads; t; t = t->next) {
+        uintptr_t sp = atomic_load(&t->sp);
+        if (sp && sp < t->stack_hi) excl_add(sp & ~(uintptr_t)7, t->stack_hi);
+        excl_add((uintptr_t)t, (uintptr_t)t + ALIGN_UP(sizeof(struct thread), 4096));
+    }
+    /* sort by lo (shell sort: no allocation) */
+    for (size_t gap = n_maps_excl / 2; gap; gap /= 2)
+        for (size_t i = gap; i < n_maps_excl; i++) {
+            struct root_range v = maps_excl[i];
+            size_t j = i;
+            for (; j >= gap && maps_excl[j - gap].lo > v.lo; j -= gap) maps_excl[j] = maps_excl[j - gap];
+            maps_excl[j] = v;
+        }
+    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    n_cand = 0;
+    size_t have = 0;
+    for (;;) {
+        ssize_t n = read(fd, maps_buf + have, sizeof maps_buf - 1 - have);
+        if (n <= 0) break;
+        have += (size_t)n;
+        char *line = maps_buf, *nl;
+        while ((nl = memchr(line, '\n', have - (size_t)(line - maps_buf)))) {
+            maps_line(line, nl, scan, arg);
+            line = nl + 1;
+        }
+        have -= (size_t)(line - maps_buf);
+        memmove(maps_buf, line, have);
+        if (have == sizeof maps_buf - 1) have = 0; /* an absurdly long line: drop it */
+    }
+    close(fd);
+    memset(maps_internal, 0, n_cand);
+    find_internal();
+    for (size_t i = 0; i < n_cand; i++)
+        if (!maps_internal[i]) scan_mapping(maps_cand[i].lo, maps_cand[i].hi, scan, arg);
+    if (pagemap_fd >= 0) close(pagemap_fd);
+    pagemap_fd = -1;
+}

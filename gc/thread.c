@@ -159,9 +159,29 @@ struct thread *tern_thread_self(void) { return tls_self; }
 static pthread_once_t key_once = PTHREAD_ONCE_INIT;
 static void make_key(void) { pthread_key_create(&exit_key, exit_destructor); }
 
+/* Records of threads that have gone, for reuse.  They are never unmapped:
+ * tern_free and tern_base may still be reading a span's owner entry in a
+ * record when its thread exits. */
+static struct thread *spare;
+
+static struct thread *record_get(void) {
+    pthread_mutex_lock(&tern_threads_lock);
+    struct thread *t = spare;
+    if (t) spare = t->next;
+    pthread_mutex_unlock(&tern_threads_lock);
+    if (t) memset(t, 0, sizeof *t);
+    else t = tern_os_map(ALIGN_UP(sizeof(struct thread), 4096));
+    return t;
+}
+
+static void record_put(struct thread *t) { /* threads lock held */
+    t->next = spare;
+    spare = t;
+}
+
 static struct thread *register_current(int external, uintptr_t hint_hi, struct start_rec *done) {
     pthread_once(&key_once, make_key);
-    struct thread *t = tern_os_map(ALIGN_UP(sizeof(struct thread), 4096));
+    struct thread *t = record_get();
     if (!t) return NULL;
     t->pthread = pthread_self();
     t->tid = (pid_t)syscall(SYS_gettid);
@@ -193,9 +213,9 @@ static void unregister(struct thread *t) {
     if (t->next) t->next->prev = t->prev;
     tern_nthreads--;
     tls_self = NULL;
+    record_put(t);
     pthread_mutex_unlock(&tern_threads_lock);
     tern_tcache_attach(NULL);
-    munmap(t, ALIGN_UP(sizeof(struct thread), 4096));
 }
 
 static void exit_destructor(void *p) {
@@ -325,7 +345,7 @@ void tern_thread_atfork_child(void) {
         next = t->next;
         if (t == self) continue;
         tern_tcache_flush(t->tc);
-        munmap(t, ALIGN_UP(sizeof(struct thread), 4096));
+        record_put(t);
     }
     if (self) {
         self->next = self->prev = NULL;
