@@ -30,9 +30,14 @@ static void publish_counts(struct tcache *tc, bool may_collect) {
 static void load_word(struct tcache *tc, struct tc_class *c, struct span *s, unsigned w, uint64_t free) {
     c->word = w;
     c->wordbase = s->base + (uintptr_t)w * 64 * c->size;
-    c->loaded = free;
     c->needzero = atomic_load_explicit(&s->needzero, memory_order_acquire);
-    c->bits = free;
+    /* bits before loaded: a thread stopped in between looks as if it had
+     * handed out nothing from this word (loaded is still 0), which is true;
+     * the other order would make tern_tcache_publish mark the whole word
+     * allocated and forget it from loaded. */
+    __atomic_store_n(&c->bits, free, __ATOMIC_RELAXED);
+    atomic_signal_fence(memory_order_seq_cst);
+    __atomic_store_n(&c->loaded, free, __ATOMIC_RELAXED);
     atomic_signal_fence(memory_order_seq_cst);
     atomic_store_explicit(&s->cache_word, w, memory_order_release);
     unsigned n = (unsigned)__builtin_popcountll(free);

@@ -236,22 +236,27 @@ void tern_tcache_publish(struct tcache *tc);           /* world stopped */
 /* Is slot i of small span s allocated?  Outside the word an owning cache
  * is handing out, the alloc bit says; inside it, the cache's own mask
  * does (a slot free when the word was loaded and no longer in the mask
- * has been handed out).  The cache's mask only ever loses bits, so a read
- * racing with the owner errs only towards "not yet handed out" for a slot
- * the owner is returning this instant, which holds nothing yet. */
+ * has been handed out since the last cycle).  The cache's mask only ever
+ * loses bits, so a read racing with the owner errs only towards "not yet
+ * handed out" for a slot the owner is returning this instant, which holds
+ * nothing yet. */
 static inline bool slot_allocated(struct span *s, size_t i) {
     uint64_t bit = 1ull << (i % 64);
-    if (atomic_load_explicit(&s->alloc[i / 64], memory_order_acquire) & bit) return true;
+    _Atomic uint64_t *aw = &s->alloc[i / 64];
+    if (atomic_load_explicit(aw, memory_order_acquire) & bit) return true;
     struct tc_class *own = atomic_load_explicit(&s->owner, memory_order_acquire);
-    if (!own) return false;
-    uint32_t w1 = atomic_load_explicit(&s->cache_word, memory_order_acquire);
-    uint64_t loaded = __atomic_load_n(&own->loaded, __ATOMIC_RELAXED);
-    uint64_t bits = __atomic_load_n(&own->bits, __ATOMIC_RELAXED);
-    uint32_t w2 = atomic_load_explicit(&s->cache_word, memory_order_acquire);
-    if (w1 != w2 || w1 != i / 64)
-        return atomic_load_explicit(&s->alloc[i / 64], memory_order_acquire) & bit;
-    return (loaded & bit) && !(bits & bit);
+    if (own) {
+        uint32_t w1 = atomic_load_explicit(&s->cache_word, memory_order_acquire);
+        uint64_t loaded = __atomic_load_n(&own->loaded, __ATOMIC_ACQUIRE);
+        uint64_t bits = __atomic_load_n(&own->bits, __ATOMIC_ACQUIRE);
+        uint32_t w2 = atomic_load_explicit(&s->cache_word, memory_order_acquire);
+        if (w1 == w2 && w1 == i / 64 && (loaded & bit) && !(bits & bit)) return true;
+    }
+    /* The owner publishes a word before it changes its masks, so if they
+     * moved under us the alloc bit is set by now. */
+    return atomic_load_explicit(aw, memory_order_acquire) & bit;
 }
+
 extern _Atomic int tern_gc_black;                      /* allocate black       */
 void *tern_alloc_internal(size_t n, bool noscan, bool zero);
 

@@ -23,6 +23,18 @@ static const char *take_stderr(void)
     while (len < sizeof captured - 1 && (r = read(fd, captured + len, sizeof captured - 1 - len)) > 0)
         len += (size_t)r;
     captured[len] = '\0';
+    /* drop TERN_TRACE lines ("tern: gc ..."), in case the tests run with it */
+    char *w = captured;
+    for (char *r = captured; *r;) {
+        char *eol = strchr(r, '\n');
+        size_t n = eol ? (size_t)(eol - r) + 1 : strlen(r);
+        if (strncmp(r, "tern: gc", 8) != 0) {
+            memmove(w, r, n);
+            w += n;
+        }
+        r += n;
+    }
+    *w = '\0';
     return captured;
 }
 
