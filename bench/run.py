@@ -853,9 +853,6 @@ def main():
         if bad:
             ap.error("unknown backend(s): %s" % ", ".join(bad))
         pool = [b for b in BACKENDS if b.name in want]
-    for b in pool:
-        ok, why = b.available()
-        (backends.append(b) if ok else unavailable.append((b, why)))
 
     out = os.path.abspath(args.out or (os.path.join(BENCH, "results", "tmp", "smoke")
                                        if mode == "smoke" else os.path.join(BENCH, "results")))
@@ -868,6 +865,10 @@ def main():
     tern_ok, tern_msg = build_tern(tmp, args.no_build_tern)
     if tern_msg:
         log("bench: Tern: %s" % tern_msg)
+    # After the build: libtern-malloc.so exists only once Tern is built.
+    for b in pool:
+        ok, why = b.available()
+        (backends.append(b) if ok else unavailable.append((b, why)))
     built = build_workloads(tmp, tern_ok)
     log("bench: built %d of %d workload binaries in %.0f s" % (
         sum(1 for v in built.values() if v is None), len(built), time.monotonic() - t_start))
