@@ -268,7 +268,9 @@ struct thread {
     uintptr_t stack_lo, stack_hi;
     uintptr_t tp;                  /* thread pointer (TLS base)            */
     _Atomic uintptr_t sp;          /* stack pointer saved when stopped     */
-    uintptr_t regs[32];            /* registers saved when stopped         */
+    uintptr_t regs[64];            /* registers saved when stopped: general
+                                      purpose, then the 16 SSE registers
+                                      (compilers keep pointers there too) */
     struct tcache *tc;
     int external;                  /* registered by tern_register_thread   */
     struct tcache tcache;          /* the thread's allocation cache        */

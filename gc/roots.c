@@ -106,7 +106,7 @@ void tern_roots_scan(void (*scan)(uintptr_t lo, uintptr_t hi, void *), void *arg
     for (struct thread *t = tern_threads; t; t = t->next) {
         uintptr_t sp = atomic_load(&t->sp);
         if (sp && sp < t->stack_hi) scan(sp & ~(uintptr_t)7, t->stack_hi, arg);
-        scan((uintptr_t)t->regs, (uintptr_t)(t->regs + 32), arg);
+        scan((uintptr_t)t->regs, (uintptr_t)(t->regs + 64), arg);
         scan_tls(t, scan, arg);
     }
     mappings_scan(scan, arg);

@@ -77,6 +77,9 @@ static void suspend_handler(int sig, siginfo_t *si, void *uctx) {
 #if defined(__x86_64__)
     ucontext_t *uc = uctx;
     for (int i = 0; i < NGREG && i < 32; i++) t->regs[i] = (uintptr_t)uc->uc_mcontext.gregs[i];
+    /* The SSE registers are saved in the signal frame, below the
+     * interrupted stack pointer, where the stack scan does not reach. */
+    if (uc->uc_mcontext.fpregs) memcpy(&t->regs[32], uc->uc_mcontext.fpregs->_xmm, 16 * 16);
     uintptr_t isp = (uintptr_t)uc->uc_mcontext.gregs[REG_RSP] - 128; /* red zone */
     if (isp >= t->stack_lo && isp < t->stack_hi) sp = isp;
 #else
@@ -119,6 +122,9 @@ void tern_thread_save_self(struct thread *t) {
     ucontext_t uc;
     getcontext(&uc);
     for (int i = 0; i < NGREG && i < 32; i++) t->regs[i] = (uintptr_t)uc.uc_mcontext.gregs[i];
+    /* SSE registers are caller-saved: across the call into the collector
+     * nothing live is left in them. */
+    memset(&t->regs[32], 0, 32 * sizeof t->regs[0]);
 #else
     __builtin_unwind_init();
 #endif
