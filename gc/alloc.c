@@ -177,7 +177,7 @@ static void *large_alloc(size_t n, bool noscan, bool zero) {
             return NULL;
         }
     }
-    tern_span_init_large(s, n, noscan);
+    tern_span_init_large(s, noscan);
     if (nz && zero) memset((void *)s->base, 0, s->limit);
     atomic_store(&s->state, SPAN_LARGE);
     tern_pacer_note_alloc((int64_t)s->limit, 1, false);
@@ -208,12 +208,10 @@ TERN_API void *tern_calloc(size_t count, size_t size) {
     return tern_alloc_internal(n, false, true);
 }
 
-static bool live_span_state(unsigned st) { return st != SPAN_FREE; }
-
 /* The span and slot of the live object containing p, or NULL. */
 static struct span *object_at(const void *p, size_t *idx) {
     struct span *s = span_of((uintptr_t)p);
-    if (!s || !live_span_state(atomic_load_explicit(&s->state, memory_order_acquire))) return NULL;
+    if (!s || atomic_load_explicit(&s->state, memory_order_acquire) == SPAN_FREE) return NULL;
     uintptr_t off = (uintptr_t)p - s->base;
     if (off >= s->limit) return NULL;
     *idx = span_slot(s, off);
@@ -240,8 +238,7 @@ static void free_large(struct span *s) {
         return;
     }
     atomic_fetch_add(&tern_stats_g.explicit_frees, 1);
-    uint64_t sz = s->limit, cur = atomic_load(&tern_in_use);
-    while (!atomic_compare_exchange_weak(&tern_in_use, &cur, cur > sz ? cur - sz : 0)) {}
+    tern_pacer_note_free(s->limit);
     /* Sweeping happens under the class lock (class 0 for large spans). */
     pthread_mutex_lock(&tern_central[0].lock);
     uint32_t sg = atomic_load(&tern_sweepgen);
@@ -286,8 +283,7 @@ TERN_API void tern_free(void *p) {
     }
     atomic_fetch_add(&s->nfree_hint, 1);
     atomic_fetch_add(&tern_stats_g.explicit_frees, 1);
-    uint64_t sz = s->elemsize, cur = atomic_load(&tern_in_use);
-    while (!atomic_compare_exchange_weak(&tern_in_use, &cur, cur > sz ? cur - sz : 0)) {}
+    tern_pacer_note_free(s->elemsize);
     tern_central_note_free(s);
 }
 

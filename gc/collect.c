@@ -34,15 +34,14 @@ void tern_gc_for(const char *why, bool full_sweep, uint64_t extra) {
     tern_ensure_init();
     struct thread *self = tern_thread_ensure();
     if (!self) return;
-    bool explicit_call = full_sweep;
-    if (!explicit_call && atomic_load(&gc_running)) {
+    if (!full_sweep && atomic_load(&gc_running)) {
         /* Someone is collecting: wait for that cycle rather than run another. */
         pthread_mutex_lock(&tern_gc_lock);
         pthread_mutex_unlock(&tern_gc_lock);
         return;
     }
     pthread_mutex_lock(&tern_gc_lock);
-    if (!explicit_call && atomic_load(&tern_in_use) + extra < atomic_load(&tern_next_gc)) {
+    if (!full_sweep && atomic_load(&tern_in_use) + extra < atomic_load(&tern_next_gc)) {
         pthread_mutex_unlock(&tern_gc_lock); /* another thread just collected */
         return;
     }
@@ -53,22 +52,18 @@ void tern_gc_for(const char *why, bool full_sweep, uint64_t extra) {
     tern_roots_prepare();       /* phase 3 */
     pthread_mutex_lock(&tern_threads_lock);
     tern_central_lock_all();
-    pthread_mutex_lock(&tern_heap.lock);
 
     uint64_t t0 = tern_now_ns();
     uint64_t before = atomic_load(&tern_in_use);
     tern_stop_world();          /* phase 4 */
     tern_thread_save_self(self);
     uint64_t mark_cpu0 = atomic_load(&tern_stats_g.mark_cpu_ns);
-    pthread_mutex_unlock(&tern_heap.lock); /* markers never need it; sweeps cannot run */
     uint64_t helper_cpu = tern_mark_roots_and_drain((unsigned)tern_cfg.markers); /* phase 5 */
-    pthread_mutex_lock(&tern_heap.lock);
 
     /* phase 7: mark termination */
     uint64_t live = atomic_load(&tern_marked_bytes);
     for (struct thread *t = tern_threads; t; t = t->next) tern_tcache_publish(t->tc);
     atomic_fetch_add(&tern_sweepgen, 2);
-    tern_central_begin_sweep();
     uint64_t after = atomic_load(&tern_in_use);
     tern_pacer_cycle_done(live);
     atomic_store(&tern_stats_g.live_bytes, live);
@@ -77,7 +72,9 @@ void tern_gc_for(const char *why, bool full_sweep, uint64_t extra) {
 
     tern_start_world();
     uint64_t pause = tern_now_ns() - t0;
-    pthread_mutex_unlock(&tern_heap.lock);
+    /* Still holding every central lock, so no list is seen half moved,
+     * but no longer inside the pause. */
+    tern_central_begin_sweep();
     tern_central_unlock_all();
     pthread_mutex_unlock(&tern_threads_lock);
     tern_roots_done();

@@ -39,7 +39,7 @@ static bool parse_size(const char *s, size_t *out) {
     return true;
 }
 
-static void bad(const char *name, const char *val, const char *expect) {
+void tern_env_bad(const char *name, const char *val, const char *expect) {
     tern_log("tern: ignoring %s=%s (expected %s); using the default\n", name, val, expect);
 }
 
@@ -49,19 +49,19 @@ void tern_env_load(struct tern_config *cfg) {
     if ((v = getenv("TERN_GC"))) {
         if (strcmp(v, "off") == 0) cfg->gc_percent = -1;
         else if (parse_int(v, 1, 1000000, &n)) cfg->gc_percent = (int)n;
-        else bad("TERN_GC", v, "a percentage >= 1, or off");
+        else tern_env_bad("TERN_GC", v, "a percentage >= 1, or off");
     }
     if ((v = getenv("TERN_MARKERS"))) {
         if (parse_int(v, 1, 64, &n)) cfg->markers = (int)n;
-        else bad("TERN_MARKERS", v, "1..64");
+        else tern_env_bad("TERN_MARKERS", v, "1..64");
     }
     if ((v = getenv("TERN_TRACE"))) {
         if (parse_int(v, 0, 2, &n)) cfg->trace = (int)n;
-        else bad("TERN_TRACE", v, "0, 1 or 2");
+        else tern_env_bad("TERN_TRACE", v, "0, 1 or 2");
     }
     if ((v = getenv("TERN_INITIAL_HEAP"))) {
         size_t sz;
         if (parse_size(v, &sz) && sz >= (256u << 10)) cfg->initial_heap = sz;
-        else bad("TERN_INITIAL_HEAP", v, "a size >= 256KiB, e.g. 4MiB");
+        else tern_env_bad("TERN_INITIAL_HEAP", v, "a size >= 256KiB, e.g. 4MiB");
     }
 }

@@ -22,7 +22,7 @@ static bool chunkmap_set(uintptr_t start, size_t size, struct chunk *c) {
         uintptr_t u = a >> CHUNK_SHIFT;
         struct chunk **l2 = atomic_load(&tern_chunkmap_l1[u >> L2_BITS]);
         if (!l2) {
-            l2 = tern_os_map(sizeof(struct chunk *) << L2_BITS);
+            l2 = tern_os_map_meta(sizeof(struct chunk *) << L2_BITS);
             if (!l2) return false;
             atomic_store_explicit(&tern_chunkmap_l1[u >> L2_BITS], l2, memory_order_release);
         }
@@ -168,5 +168,3 @@ void tern_span_release(struct span *s) {
     }
     pthread_mutex_unlock(&tern_heap.lock);
 }
-
-void tern_heap_init(void) {}

@@ -71,9 +71,7 @@ static void init_locked(const struct tern_options *opts) {
     }
     tern_sizeclass_init();
     for (unsigned i = 0; i < NSPANCLASS; i++) pthread_mutex_init(&tern_central[i].lock, NULL);
-    tern_heap_init();
     tern_roots_init();
-    tern_mark_init();
     tern_pacer_init();
     tern_thread_init();
     atomic_store_explicit(&tern_initialized, 1, memory_order_release);

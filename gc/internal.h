@@ -83,7 +83,6 @@ enum span_state {
     SPAN_PARTIAL,    /* small span on a central partial list  */
     SPAN_FULL,       /* small span on a central full list     */
     SPAN_UNSWEPT,    /* small span on a central unswept list  */
-    SPAN_SWEEPING,   /* taken off a list by a sweeper         */
     SPAN_LARGE,      /* one large object                      */
 };
 
@@ -150,6 +149,10 @@ static inline unsigned size_class(size_t n) {
 void *tern_os_map(size_t size);                 /* zeroed, page aligned  */
 void *tern_os_map_aligned(size_t size, size_t align);
 void tern_os_unmap(void *p, size_t size);
+struct root_range { uintptr_t lo, hi; };
+void *tern_os_map_meta(size_t size);            /* Tern's own tables      */
+void tern_os_unmap_meta(void *p, size_t size);
+size_t tern_os_meta_ranges(struct root_range *out, size_t max);
 void tern_os_decommit(void *p, size_t size);   /* contents become zero  */
 uint64_t tern_now_ns(void);
 uint64_t tern_thread_cpu_ns(void);
@@ -168,7 +171,6 @@ extern struct heap tern_heap;
 extern struct chunk **_Atomic tern_chunkmap_l1[];
 struct span *tern_span_alloc(size_t npages, bool *needzero); /* heap lock held inside */
 void tern_span_release(struct span *s);       /* give pages back      */
-void tern_heap_init(void);
 
 #define L1_BITS 13
 #define L2_BITS (47 - CHUNK_SHIFT - L1_BITS)
@@ -179,12 +181,10 @@ static inline struct chunk *chunk_of(uintptr_t a) {
     if (!l2) return NULL;
     return l2[u & ((1u << L2_BITS) - 1)];
 }
-/* The in-use span holding address a, or NULL. */
-static inline struct span *span_of(uintptr_t a) {
-    if (a - atomic_load_explicit(&tern_heap.lo, memory_order_relaxed) >=
-        atomic_load_explicit(&tern_heap.hi, memory_order_relaxed) -
-            atomic_load_explicit(&tern_heap.lo, memory_order_relaxed))
-        return NULL;
+/* The span holding address a, or NULL; lo and len are the heap bounds
+ * (tern_heap.lo, tern_heap.hi - lo), which a scanning loop reads once. */
+static inline struct span *span_lookup(uintptr_t a, uintptr_t lo, uintptr_t len) {
+    if (a - lo >= len) return NULL;
     struct chunk *c = chunk_of(a);
     if (!c) return NULL;
     size_t pg = (a - (uintptr_t)c) >> PAGE_SHIFT;
@@ -192,6 +192,28 @@ static inline struct span *span_of(uintptr_t a) {
     unsigned f = c->pagemap[pg];
     return f ? &c->spans[f - 1] : NULL;
 }
+static inline struct span *span_of(uintptr_t a) {
+    uintptr_t lo = atomic_load_explicit(&tern_heap.lo, memory_order_relaxed);
+    return span_lookup(a, lo, atomic_load_explicit(&tern_heap.hi, memory_order_relaxed) - lo);
+}
+/* Walk the spans of chunk c: start with *p = c->meta_pages; each call
+ * returns the next span (in use or not) and moves *p past it. */
+static inline struct span *chunk_next_span(struct chunk *c, size_t *p) {
+    if (c->huge) {
+        if (*p != c->meta_pages) return NULL;
+        (*p)++;
+        return &c->spans[0];
+    }
+    for (size_t i = *p; i < CHUNK_PAGES; i++)
+        if (__atomic_load_n(&c->pagemap[i], __ATOMIC_ACQUIRE) == i + 1) {
+            struct span *s = &c->spans[i];
+            *p = i + (s->npages ? s->npages : 1);
+            return s;
+        }
+    *p = CHUNK_PAGES;
+    return NULL;
+}
+
 /* Slot index of offset off in span s (off < s->limit). */
 static inline size_t span_slot(const struct span *s, uintptr_t off) {
     return (size_t)(((unsigned __int128)off * s->divmagic) >> 48);
@@ -212,7 +234,7 @@ void tern_central_begin_sweep(void);                  /* in STW: lists -> unswep
 void tern_list_push(struct span **head, struct span *s);
 void tern_list_remove(struct span **head, struct span *s);
 void tern_span_init_small(struct span *s, unsigned spanclass);
-void tern_span_init_large(struct span *s, size_t size, bool noscan);
+void tern_span_init_large(struct span *s, bool noscan);
 
 /* ---- thread caches and allocation (alloc.c) ---------------------------- */
 struct tc_class {
@@ -291,7 +313,6 @@ tern_sigmask_fn tern_real_sigmask(void);
 int tern_real_pthread_create(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
 
 /* ---- roots (roots.c) -------------------------------------------------- */
-struct root_range { uintptr_t lo, hi; };
 void tern_roots_prepare(void);       /* before stopping: static data, TLS sizes */
 void tern_roots_scan(void (*scan)(uintptr_t lo, uintptr_t hi, void *), void *arg);
 void tern_roots_init(void);
@@ -300,7 +321,6 @@ void tern_roots_lock(void);          /* fork */
 void tern_roots_unlock(void);
 
 /* ---- marking (mark.c) ------------------------------------------------- */
-void tern_mark_init(void);
 uint64_t tern_mark_roots_and_drain(unsigned markers);  /* world stopped */
 void tern_markers_atfork_child(void);
 extern _Atomic uint64_t tern_marked_bytes;
@@ -321,6 +341,7 @@ bool tern_object_live(struct span *s, size_t idx);
 extern _Atomic uint64_t tern_in_use;       /* bytes allocated since mark + live */
 extern _Atomic uint64_t tern_next_gc;
 void tern_pacer_note_alloc(int64_t bytes, int64_t objs, bool may_collect);
+void tern_pacer_note_free(uint64_t bytes);
 void tern_pacer_cycle_done(uint64_t live);
 void tern_pacer_init(void);
 
@@ -346,6 +367,7 @@ struct tern_config {
 };
 extern struct tern_config tern_cfg;
 void tern_env_load(struct tern_config *cfg);
+void tern_env_bad(const char *name, const char *val, const char *expect); /* report once */
 extern _Atomic int tern_initialized;
 void tern_init_slow(void);
 static inline void tern_ensure_init(void) {

@@ -134,7 +134,7 @@ static inline size_t hash_addr(uintptr_t k, size_t cap) { return (size_t)((k * 0
 
 static bool tab_grow(struct table *t, bool (*keep)(const struct entry *)) {
     size_t ncap = t->cap ? t->cap * 2 : 4096;
-    struct entry *ne = tern_os_map(ncap * sizeof *ne);
+    struct entry *ne = tern_os_map_meta(ncap * sizeof *ne);
     if (!ne) return false;
     size_t n = 0;
     for (size_t i = 0; i < t->cap; i++) {
@@ -145,7 +145,7 @@ static bool tab_grow(struct table *t, bool (*keep)(const struct entry *)) {
         ne[j] = *o;
         n++;
     }
-    if (t->e) tern_os_unmap(t->e, t->cap * sizeof *t->e);
+    if (t->e) tern_os_unmap_meta(t->e, t->cap * sizeof *t->e);
     t->e = ne;
     t->cap = ncap;
     t->n = n;
@@ -216,11 +216,11 @@ static void site_add(void *pc, size_t bytes) {
         }
     if (nsites == capsites) {
         size_t nc = capsites ? capsites * 2 : 256;
-        struct site *ns = tern_os_map(nc * sizeof *ns);
+        struct site *ns = tern_os_map_meta(nc * sizeof *ns);
         if (!ns) return;
         if (sites) {
             memcpy(ns, sites, nsites * sizeof *ns);
-            tern_os_unmap(sites, capsites * sizeof *ns);
+            tern_os_unmap_meta(sites, capsites * sizeof *ns);
         }
         sites = ns;
         capsites = nc;
@@ -326,10 +326,6 @@ static const char *env_get(const char *name) {
     return NULL;
 }
 
-static void env_bad(const char *name, const char *val, const char *expect) {
-    tern_log("tern: ignoring %s=%s (expected %s); using the default\n", name, val, expect);
-}
-
 static void cycle_hook(int begin) { in_collect = begin; }
 
 static void shim_atfork_prepare(void) {
@@ -356,19 +352,19 @@ static __attribute__((noinline)) bool shim_init(void) {
     const char *v;
     if ((v = env_get("TERN_FREE"))) {
         if (!strcmp(v, "ignore")) free_ignore = 1;
-        else if (strcmp(v, "honor")) env_bad("TERN_FREE", v, "honor or ignore");
+        else if (strcmp(v, "honor")) tern_env_bad("TERN_FREE", v, "honor or ignore");
     }
     if ((v = env_get("TERN_LEAKS"))) {
         if (!strcmp(v, "report")) leak_mode = 1;
-        else if (strcmp(v, "off")) env_bad("TERN_LEAKS", v, "report or off");
+        else if (strcmp(v, "off")) tern_env_bad("TERN_LEAKS", v, "report or off");
     }
     if ((v = env_get("TERN_ABORT_ON_ERROR"))) {
         if (!strcmp(v, "1")) abort_on_error = 1;
-        else if (strcmp(v, "0")) env_bad("TERN_ABORT_ON_ERROR", v, "0 or 1");
+        else if (strcmp(v, "0")) tern_env_bad("TERN_ABORT_ON_ERROR", v, "0 or 1");
     }
     if ((v = env_get("TERN_SCAN_MAPPINGS"))) {
         if (!strcmp(v, "0")) scan_maps = 0;
-        else if (strcmp(v, "1")) env_bad("TERN_SCAN_MAPPINGS", v, "0 or 1");
+        else if (strcmp(v, "1")) tern_env_bad("TERN_SCAN_MAPPINGS", v, "0 or 1");
     }
     tern_ensure_init();
     tern_real_sigmask(); /* resolve now: dlsym may allocate */
@@ -542,24 +538,23 @@ SHIM_API void *malloc(size_t n) { return do_alloc(n, true, SITE()); }
 SHIM_API void free(void *p) { do_free(p, SITE()); }
 SHIM_API void cfree(void *p) { do_free(p, SITE()); }
 
+/* count * size, or false with errno = ENOMEM when it overflows. */
+static bool array_size(size_t count, size_t size, size_t *n) {
+    if (!__builtin_mul_overflow(count, size, n)) return true;
+    errno = ENOMEM;
+    return false;
+}
+
 SHIM_API void *calloc(size_t count, size_t size) {
     size_t n;
-    if (__builtin_mul_overflow(count, size, &n)) {
-        errno = ENOMEM;
-        return NULL;
-    }
-    return do_alloc(n, true, SITE());
+    return array_size(count, size, &n) ? do_alloc(n, true, SITE()) : NULL;
 }
 
 SHIM_API void *realloc(void *p, size_t n) { return do_realloc(p, n, SITE()); }
 
 SHIM_API void *reallocarray(void *p, size_t count, size_t size) {
     size_t n;
-    if (__builtin_mul_overflow(count, size, &n)) {
-        errno = ENOMEM;
-        return NULL;
-    }
-    return do_realloc(p, n, SITE());
+    return array_size(count, size, &n) ? do_realloc(p, n, SITE()) : NULL;
 }
 
 static inline bool pow2(size_t a) { return a && !(a & (a - 1)); }
@@ -620,11 +615,7 @@ SHIM_API void *__libc_malloc(size_t n) { return do_alloc(n, true, SITE()); }
 SHIM_API void __libc_free(void *p) { do_free(p, SITE()); }
 SHIM_API void *__libc_calloc(size_t count, size_t size) {
     size_t n;
-    if (__builtin_mul_overflow(count, size, &n)) {
-        errno = ENOMEM;
-        return NULL;
-    }
-    return do_alloc(n, true, SITE());
+    return array_size(count, size, &n) ? do_alloc(n, true, SITE()) : NULL;
 }
 SHIM_API void *__libc_realloc(void *p, size_t n) { return do_realloc(p, n, SITE()); }
 SHIM_API void *__libc_memalign(size_t align, size_t n) { return memalign_impl(align, n, SITE()); }

@@ -35,10 +35,12 @@
  * 6. (Reserved) Finalizers, weak references and ephemerons will run here,
  *    between mark and sweep, while the world is still stopped.
  *
- * 7. Mark termination.  The heap's sweep generation moves on by two, which
- *    makes every in-use span "needs sweeping" at once; central lists are
- *    moved to the unswept lists; the pacer sets the next goal from the
- *    marked bytes.  The world restarts.
+ * 7. Mark termination.  Each thread cache's handed-out slots enter the
+ *    alloc bitmaps; the heap's sweep generation moves on by two, which
+ *    makes every in-use span "needs sweeping" at once; the pacer sets the
+ *    next goal from the marked bytes.  The world restarts, and only then —
+ *    the central locks still held — are the central lists moved to the
+ *    unswept lists.
  *
  * 8. Sweep, lazily.  Nothing is swept in the pause.  A span is swept when
  *    an allocator next needs a span of its class, when its owning cache
@@ -104,11 +106,11 @@ static _Atomic int overflowed;
 
 static bool mstack_grow(struct mstack *st) {
     size_t ncap = st->cap ? st->cap * 2 : 1u << 16;
-    uintptr_t *nv = tern_os_map(ncap * 2 * sizeof(uintptr_t));
+    uintptr_t *nv = tern_os_map_meta(ncap * 2 * sizeof(uintptr_t));
     if (!nv) return false;
     if (st->v) {
         memcpy(nv, st->v, st->n * 2 * sizeof(uintptr_t));
-        tern_os_unmap(st->v, st->cap * 2 * sizeof(uintptr_t));
+        tern_os_unmap_meta(st->v, st->cap * 2 * sizeof(uintptr_t));
     }
     st->v = nv;
     st->cap = ncap;
@@ -132,20 +134,9 @@ static inline void push(struct marker *m, struct span *s, uintptr_t base, uintpt
 /* ---- the heart: is this word a pointer to an unmarked object? --------------- */
 
 static inline __attribute__((always_inline)) void mark_word(struct marker *m, uintptr_t w, uintptr_t lo,
-                                                           uintptr_t span) {
-    if (w - lo >= span) return; /* not between the lowest and highest chunk */
-    struct chunk *c = chunk_of(w);
-    if (!c) return;
-    size_t pg = (w - (uintptr_t)c) >> PAGE_SHIFT;
-    struct span *s;
-    if (unlikely(c->huge)) {
-        if (pg < c->meta_pages) return;
-        s = &c->spans[0];
-    } else {
-        unsigned f = c->pagemap[pg];
-        if (!f) return;
-        s = &c->spans[f - 1];
-    }
+                                                           uintptr_t len) {
+    struct span *s = span_lookup(w, lo, len);
+    if (!s) return;
     unsigned st = atomic_load_explicit(&s->state, memory_order_acquire);
     if (st == SPAN_FREE) return;
     uintptr_t off = w - s->base;
@@ -178,7 +169,7 @@ static void scan_range(struct marker *m, uintptr_t lo, uintptr_t hi) {
 static struct packet *packet_get_empty(void) {
     struct packet *p = pool.empty;
     if (p) pool.empty = p->next;
-    else p = tern_os_map(sizeof *p);
+    else p = tern_os_map_meta(sizeof *p);
     return p;
 }
 
@@ -358,10 +349,8 @@ static void scan_root(uintptr_t lo, uintptr_t hi, void *arg) { scan_range(arg, l
 /* Rescan spans whose objects could not be pushed. */
 static void rescan_overflowed(struct marker *m) {
     for (struct chunk *c = tern_heap.chunks; c; c = c->next) {
-        size_t end = c->huge ? c->meta_pages + 1 : CHUNK_PAGES;
-        for (size_t p = c->meta_pages; p < end; p++) {
-            struct span *s = c->huge ? &c->spans[0] : &c->spans[p];
-            if (!c->huge && c->pagemap[p] != p + 1) continue;
+        struct span *s;
+        for (size_t p = c->meta_pages; (s = chunk_next_span(c, &p));) {
             if (!atomic_exchange(&s->rescan, 0)) continue;
             for (size_t i = 0; i < s->nelems; i++)
                 if (bit_test(s->mark, i)) {
@@ -403,5 +392,3 @@ void tern_markers_atfork_child(void) {
     pthread_cond_init(&pool.finished, NULL);
     pool.round = 0;
 }
-
-void tern_mark_init(void) {}

@@ -29,6 +29,53 @@ void *tern_os_map_aligned(size_t size, size_t align) {
 
 void tern_os_unmap(void *p, size_t size) { munmap(p, size); }
 
+/* Tern's own tables (mark stacks and packets, root tables, the radix
+ * table, the malloc shim's side tables) hold stale heap addresses.  They
+ * are mapped here and recorded, so that a scan of the process's mappings
+ * (drop-in mode) can leave them out.  A record is written lo first and
+ * cleared hi first, so a reader in a stopped world never sees a range that
+ * is not Tern's; a full table only means an extra range gets scanned. */
+#define META_MAX 512
+static struct {
+    _Atomic uintptr_t lo, hi;
+} meta[META_MAX];
+static atomic_flag meta_lock = ATOMIC_FLAG_INIT;
+
+void *tern_os_map_meta(size_t size) {
+    void *p = tern_os_map(size);
+    if (!p) return NULL;
+    while (atomic_flag_test_and_set_explicit(&meta_lock, memory_order_acquire)) {}
+    for (size_t i = 0; i < META_MAX; i++)
+        if (!atomic_load_explicit(&meta[i].hi, memory_order_relaxed)) {
+            atomic_store_explicit(&meta[i].lo, (uintptr_t)p, memory_order_relaxed);
+            atomic_store_explicit(&meta[i].hi, (uintptr_t)p + size, memory_order_release);
+            break;
+        }
+    atomic_flag_clear_explicit(&meta_lock, memory_order_release);
+    return p;
+}
+
+void tern_os_unmap_meta(void *p, size_t size) {
+    while (atomic_flag_test_and_set_explicit(&meta_lock, memory_order_acquire)) {}
+    for (size_t i = 0; i < META_MAX; i++)
+        if (atomic_load_explicit(&meta[i].lo, memory_order_relaxed) == (uintptr_t)p &&
+            atomic_load_explicit(&meta[i].hi, memory_order_relaxed)) {
+            atomic_store_explicit(&meta[i].hi, 0, memory_order_release);
+            break;
+        }
+    atomic_flag_clear_explicit(&meta_lock, memory_order_release);
+    munmap(p, size);
+}
+
+size_t tern_os_meta_ranges(struct root_range *out, size_t max) {
+    size_t n = 0;
+    for (size_t i = 0; i < META_MAX && n < max; i++) {
+        uintptr_t hi = atomic_load_explicit(&meta[i].hi, memory_order_acquire);
+        if (hi) out[n++] = (struct root_range){atomic_load_explicit(&meta[i].lo, memory_order_relaxed), hi};
+    }
+    return n;
+}
+
 void tern_os_decommit(void *p, size_t size) { madvise(p, size, MADV_DONTNEED); }
 
 uint64_t tern_now_ns(void) {

@@ -25,16 +25,20 @@ void tern_pacer_init(void) { atomic_store(&tern_next_gc, goal_for(0)); }
 void tern_pacer_note_alloc(int64_t bytes, int64_t objs, bool may_collect) {
     atomic_fetch_add_explicit(&tern_stats_g.allocated_bytes, (uint64_t)bytes, memory_order_relaxed);
     atomic_fetch_add_explicit(&tern_stats_g.allocated_objects, (uint64_t)objs, memory_order_relaxed);
-    uint64_t now;
-    if (bytes >= 0) {
-        now = atomic_fetch_add_explicit(&tern_in_use, (uint64_t)bytes, memory_order_relaxed) + (uint64_t)bytes;
-    } else {
-        uint64_t cur = atomic_load(&tern_in_use), d = (uint64_t)-bytes;
-        while (!atomic_compare_exchange_weak(&tern_in_use, &cur, cur > d ? cur - d : 0)) {}
+    if (bytes < 0) {
+        tern_pacer_note_free((uint64_t)-bytes);
         return;
     }
+    uint64_t now = atomic_fetch_add_explicit(&tern_in_use, (uint64_t)bytes, memory_order_relaxed) + (uint64_t)bytes;
     if (may_collect && unlikely(now >= atomic_load_explicit(&tern_next_gc, memory_order_relaxed)))
         tern_gc("heap goal", false);
+}
+
+/* bytes left the heap (tern_free, or slots a cache counted but never
+ * handed out). */
+void tern_pacer_note_free(uint64_t bytes) {
+    uint64_t cur = atomic_load_explicit(&tern_in_use, memory_order_relaxed);
+    while (!atomic_compare_exchange_weak(&tern_in_use, &cur, cur > bytes ? cur - bytes : 0)) {}
 }
 
 /* Called at the end of a cycle, world stopped. */

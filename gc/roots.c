@@ -25,11 +25,11 @@ static uintptr_t self_base;
 
 static bool grow(void **arr, size_t *cap, size_t elem) {
     size_t ncap = *cap ? *cap * 2 : 256;
-    void *n = tern_os_map(ncap * elem);
+    void *n = tern_os_map_meta(ncap * elem);
     if (!n) return false;
     if (*arr) {
         memcpy(n, *arr, *cap * elem);
-        tern_os_unmap(*arr, *cap * elem);
+        tern_os_unmap_meta(*arr, *cap * elem);
     }
     *arr = n;
     *cap = ncap;
@@ -147,8 +147,9 @@ void tern_roots_unlock(void) { pthread_mutex_unlock(&roots_lock); }
  * does, unless TERN_SCAN_MAPPINGS=0), every cycle reads /proc/self/maps
  * while the world is stopped (no mapping can change then) and scans every
  * anonymous, private, writable mapping as a root, minus: Tern's chunks,
- * Tern's own static data, the static data already scanned above, the live
- * part of every registered stack (already scanned) and thread records.
+ * Tern's own static data and tables (tern_os_map_meta), the static data
+ * already scanned above, the live part of every registered stack (already
+ * scanned) and thread records.
  * Pages that are neither resident nor swapped (per /proc/self/pagemap) read
  * as zeros and are skipped.  No allocation: static buffers only.
  * The cycle hook tells the shim which thread is collecting, so that mallocs
@@ -165,10 +166,9 @@ static size_t n_self_segs;
 static struct root_range maps_excl[MAPS_EXCL_MAX];
 static size_t n_maps_excl;
 static char maps_buf[65536];
-/* the candidate mappings of one cycle, in address order; internal = Tern's own */
+/* the candidate mappings of one cycle */
 #define MAPS_CAND_MAX 16384
 static struct root_range maps_cand[MAPS_CAND_MAX];
-static uint8_t maps_internal[MAPS_CAND_MAX];
 static size_t n_cand;
 static uint64_t pagemap_buf[512];
 static int pagemap_fd = -1;
@@ -288,41 +288,6 @@ static void maps_line(const char *s, const char *end, void (*scan)(uintptr_t, ui
     else scan_mapping(lo, hi, scan, arg); /* too many to sort out: scan it all */
 }
 
-static bool in_ranges(uintptr_t a, const struct root_range *r, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        if (a >= r[i].lo && a < r[i].hi) return true;
-    return false;
-}
-
-/* Tern's own mappings (mark stacks, root tables, side tables of the malloc
- * shim) are found the way Tern finds them: a pointer to the start of the
- * mapping in Tern's static data.  They hold stale object addresses that
- * would keep garbage alive.  Thread records are excluded above (they hold
- * saved registers, which may name a program's mapping); user root ranges
- * are neither searched nor excluded. */
-static void find_internal(void) {
-    for (size_t k = 0; k < n_self_segs; k++)
-        for (uintptr_t q = self_segs[k].lo; q + sizeof(uintptr_t) <= self_segs[k].hi; q += sizeof(uintptr_t)) {
-            if (q - (uintptr_t)maps_cand < sizeof maps_cand || q - (uintptr_t)maps_excl < sizeof maps_excl ||
-                q - (uintptr_t)maps_buf < sizeof maps_buf)
-                continue;
-            uintptr_t w = *(volatile uintptr_t *)q;
-            if (!w || (w & 4095)) continue;
-            size_t lo = 0, hi = n_cand;
-            while (lo < hi) {
-                size_t mid = (lo + hi) / 2;
-                if (maps_cand[mid].lo < w) lo = mid + 1;
-                else hi = mid;
-            }
-            if (lo == n_cand || maps_cand[lo].lo != w) continue;
-            if (in_ranges(q, user_roots, n_user)) continue;
-            bool has_user_root = false;
-            for (size_t i = 0; i < n_user; i++)
-                if (user_roots[i].lo < maps_cand[lo].hi && user_roots[i].hi > maps_cand[lo].lo) has_user_root = true;
-            if (!has_user_root) maps_internal[lo] = 1;
-        }
-}
-
 static void mappings_scan(void (*scan)(uintptr_t lo, uintptr_t hi, void *), void *arg) {
     if (!scan_mappings) return;
     /* what is scanned elsewhere, or is Tern's own */
@@ -330,6 +295,9 @@ static void mappings_scan(void (*scan)(uintptr_t lo, uintptr_t hi, void *), void
     for (size_t i = 0; i < n_self_segs; i++) excl_add(self_segs[i].lo, self_segs[i].hi);
     for (size_t i = 0; i < n_statics; i++) excl_add(statics[i].lo, statics[i].hi);
     for (size_t i = 0; i < n_user; i++) excl_add(user_roots[i].lo, user_roots[i].hi);
+    /* Tern's own tables hold stale object addresses that would keep
+     * garbage alive (os.c records them). */
+    n_maps_excl += tern_os_meta_ranges(maps_excl + n_maps_excl, MAPS_EXCL_MAX - n_maps_excl);
     for (struct thread *t = tern_threads; t; t = t->next) {
         uintptr_t sp = atomic_load(&t->sp);
         if (sp && sp < t->stack_hi) excl_add(sp & ~(uintptr_t)7, t->stack_hi);
@@ -362,10 +330,7 @@ static void mappings_scan(void (*scan)(uintptr_t lo, uintptr_t hi, void *), void
         if (have == sizeof maps_buf - 1) have = 0; /* an absurdly long line: drop it */
     }
     close(fd);
-    memset(maps_internal, 0, n_cand);
-    find_internal();
-    for (size_t i = 0; i < n_cand; i++)
-        if (!maps_internal[i]) scan_mapping(maps_cand[i].lo, maps_cand[i].hi, scan, arg);
+    for (size_t i = 0; i < n_cand; i++) scan_mapping(maps_cand[i].lo, maps_cand[i].hi, scan, arg);
     if (pagemap_fd >= 0) close(pagemap_fd);
     pagemap_fd = -1;
 }

@@ -45,9 +45,8 @@ void tern_span_init_small(struct span *s, unsigned spanclass) {
     atomic_store(&s->sweepgen, atomic_load(&tern_sweepgen));
 }
 
-void tern_span_init_large(struct span *s, size_t size, bool noscan) {
-    (void)size;
-    s->elemsize = (uint32_t)0; /* large: size is npages * PAGE_SIZE */
+void tern_span_init_large(struct span *s, bool noscan) {
+    s->elemsize = 0; /* large: the size is limit, npages * PAGE_SIZE */
     s->nelems = 1;
     s->limit = (uintptr_t)s->npages * PAGE_SIZE;
     s->divmagic = 0; /* span_slot() == 0 */
@@ -171,7 +170,7 @@ void tern_central_unlock_all(void) {
     for (unsigned i = 0; i < 2 * tern_nclasses; i++) pthread_mutex_unlock(&tern_central[i].lock);
 }
 
-/* World stopped, all central locks held: every listed span needs sweeping. */
+/* End of a cycle, all central locks held: every listed span needs sweeping. */
 void tern_central_begin_sweep(void) {
     for (unsigned i = 2; i < 2 * tern_nclasses; i++) {
         struct central *c = &tern_central[i];

@@ -127,21 +127,13 @@ void tern_sweep_finish(void) {
     /* Spans in caches, large spans, and any span another sweeper holds. */
     uint32_t sg = atomic_load(&tern_sweepgen);
     for (struct chunk *c = __atomic_load_n(&tern_heap.chunks, __ATOMIC_ACQUIRE); c; c = c->next) {
-        size_t p = c->meta_pages;
-        while (p < (c->huge ? c->meta_pages + 1 : CHUNK_PAGES)) {
-            struct span *s = c->huge ? &c->spans[0] : &c->spans[p];
-            if (!c->huge && __atomic_load_n(&c->pagemap[p], __ATOMIC_ACQUIRE) != p + 1) {
-                p++;
-                continue;
-            }
-            size_t np = s->npages ? s->npages : 1;
-            if (atomic_load(&s->state) != SPAN_FREE && atomic_load(&s->sweepgen) != sg) {
-                pthread_mutex_t *l = &tern_central[s->spanclass].lock;
-                pthread_mutex_lock(l);
-                if (atomic_load(&s->state) != SPAN_FREE) tern_sweep_ensure_locked(s);
-                pthread_mutex_unlock(l);
-            }
-            p += c->huge ? 1 : np;
+        struct span *s;
+        for (size_t p = c->meta_pages; (s = chunk_next_span(c, &p));) {
+            if (atomic_load(&s->state) == SPAN_FREE || atomic_load(&s->sweepgen) == sg) continue;
+            pthread_mutex_t *l = &tern_central[s->spanclass].lock;
+            pthread_mutex_lock(l);
+            if (atomic_load(&s->state) != SPAN_FREE) tern_sweep_ensure_locked(s);
+            pthread_mutex_unlock(l);
         }
     }
 }
