@@ -27,7 +27,20 @@ static void publish_counts(struct tcache *tc, bool may_collect) {
     tern_pacer_note_alloc(b, o, may_collect);
 }
 
+/* The cache entry's masks as a collector sees them when it stops the
+ * thread at any instruction (tern_tcache_publish): "loaded and no longer
+ * in bits" must only ever name slots handed out from c->word.  So loaded
+ * is 0 whenever word or bits change, and every store to these fields is a
+ * relaxed atomic between compiler barriers, which the compiler may neither
+ * drop nor reorder. */
+static inline void entry_set(uint64_t *field, uint64_t v) {
+    atomic_signal_fence(memory_order_seq_cst);
+    __atomic_store_n(field, v, __ATOMIC_RELAXED);
+    atomic_signal_fence(memory_order_seq_cst);
+}
+
 static void load_word(struct tcache *tc, struct tc_class *c, struct span *s, unsigned w, uint64_t free) {
+    /* c->loaded is 0 here (refill and take clear it) */
     c->word = w;
     c->wordbase = s->base + (uintptr_t)w * 64 * c->size;
     c->needzero = atomic_load_explicit(&s->needzero, memory_order_acquire);
@@ -35,10 +48,8 @@ static void load_word(struct tcache *tc, struct tc_class *c, struct span *s, uns
      * handed out nothing from this word (loaded is still 0), which is true;
      * the other order would make tern_tcache_publish mark the whole word
      * allocated and forget it from loaded. */
-    __atomic_store_n(&c->bits, free, __ATOMIC_RELAXED);
-    atomic_signal_fence(memory_order_seq_cst);
-    __atomic_store_n(&c->loaded, free, __ATOMIC_RELAXED);
-    atomic_signal_fence(memory_order_seq_cst);
+    entry_set(&c->bits, free);
+    entry_set(&c->loaded, free);
     atomic_store_explicit(&s->cache_word, w, memory_order_release);
     unsigned n = (unsigned)__builtin_popcountll(free);
     tc->alloc_bytes += (int64_t)n * c->size;
@@ -68,7 +79,8 @@ static void drop_span(struct tcache *tc, struct tc_class *c) {
     unsigned left = (unsigned)__builtin_popcountll(c->bits);
     tc->alloc_bytes -= (int64_t)left * c->size; /* counted at load, never handed out */
     tc->alloc_objs -= left;
-    c->bits = c->loaded = 0;
+    entry_set(&c->loaded, 0);
+    entry_set(&c->bits, 0);
     c->span = NULL;
     atomic_store(&s->owner, NULL);
     tern_central_put(s);
@@ -86,7 +98,7 @@ static __attribute__((noinline)) void *refill(struct tcache *tc, unsigned sc, bo
          * younger than the marks. */
         tern_sweep_ensure(s);
         if (c->loaded) atomic_fetch_or(&s->alloc[c->word], c->loaded);
-        c->loaded = 0;
+        entry_set(&c->loaded, 0);
         if (next_word(tc, c, c->word + 1)) goto done;
         drop_span(tc, c);
     }
@@ -96,9 +108,9 @@ static __attribute__((noinline)) void *refill(struct tcache *tc, unsigned sc, bo
             errno = ENOMEM;
             return NULL;
         }
+        /* loaded and bits are 0: drop_span cleared them */
         c->span = s;
         c->size = tern_classes[sc >> 1].size;
-        c->bits = c->loaded = 0;
         atomic_store(&s->owner, c);
         if (next_word(tc, c, 0)) break;
         drop_span(tc, c); /* raced with nothing free: try again */
@@ -112,8 +124,15 @@ static inline void *tc_alloc(struct tcache *tc, unsigned sc, bool zero) {
     struct tc_class *c = &tc->c[sc];
     uint64_t b = c->bits;
     if (likely(b)) {
-        c->bits = b & (b - 1);
         uintptr_t p = c->wordbase + (uintptr_t)__builtin_ctzll(b) * c->size;
+        /* The slot counts as handed out once it leaves bits; from that
+         * store on, the pointer must exist in a register, where a stop of
+         * this thread sees it and marks the object.  Otherwise a cycle
+         * ending between the store and the computation of p would find the
+         * slot handed out but referenced by nothing, and free it. */
+        __asm__ volatile("" : "+r"(p));
+        c->bits = b & (b - 1);
+        __asm__ volatile("" : : "r"(p) : "memory");
         if (c->needzero && zero) memset((void *)p, 0, c->size);
         if (unlikely(atomic_load_explicit(&tern_gc_black, memory_order_relaxed))) mark_black(c->span, p);
         return (void *)p;
@@ -179,9 +198,14 @@ static void *large_alloc(size_t n, bool noscan, bool zero) {
     }
     tern_span_init_large(s, noscan);
     if (nz && zero) memset((void *)s->base, 0, s->limit);
+    /* As in tc_alloc: the pointer is in a register before the object
+     * becomes visible to the marker, and stays there until returned. */
+    uintptr_t p = s->base;
+    __asm__ volatile("" : "+r"(p));
     atomic_store(&s->state, SPAN_LARGE);
     tern_pacer_note_alloc((int64_t)s->limit, 1, false);
-    return (void *)s->base;
+    __asm__ volatile("" : : "r"(p) : "memory");
+    return (void *)p;
 }
 
 void *tern_alloc_internal(size_t n, bool noscan, bool zero) {

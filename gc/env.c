@@ -59,6 +59,10 @@ void tern_env_load(struct tern_config *cfg) {
         if (parse_int(v, 0, 2, &n)) cfg->trace = (int)n;
         else tern_env_bad("TERN_TRACE", v, "0, 1 or 2");
     }
+    if ((v = getenv("TERN_DEBUG"))) {
+        if (strcmp(v, "checkmark") == 0) cfg->checkmark = 1;
+        else if (*v) tern_env_bad("TERN_DEBUG", v, "checkmark");
+    }
     if ((v = getenv("TERN_INITIAL_HEAP"))) {
         size_t sz;
         if (parse_size(v, &sz) && sz >= (256u << 10)) cfg->initial_heap = sz;

@@ -38,8 +38,8 @@
  * Spans come from a central pool per span class, each with its own lock.
  *
  * SWEEP GENERATIONS (as in Go).  The heap's sweepgen grows by 2 per cycle.
- * A span with sweepgen == sg-2 needs sweeping, sg-1 is being swept, sg is
- * swept.  Whoever wins the CAS sg-2 -> sg-1 sweeps it: the allocator
+ * A span with sweepgen == sg-2 (or older) needs sweeping, sg-1 is being
+ * swept, sg is swept.  Whoever wins the CAS to sg-1 sweeps it: the allocator
  * (lazily, for the class it needs), the background sweeper, or the start of
  * the next cycle, which finishes all sweeping so that sweeping never races
  * with marking.
@@ -364,6 +364,7 @@ struct tern_config {
     int markers;
     int trace;
     size_t initial_heap;
+    int checkmark;         /* TERN_DEBUG=checkmark */
 };
 extern struct tern_config tern_cfg;
 void tern_env_load(struct tern_config *cfg);

@@ -56,6 +56,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define PACKET 512                /* entries (pointer, length) in a packet */
@@ -361,6 +362,66 @@ static void rescan_overflowed(struct marker *m) {
     }
 }
 
+/* Drain m's stack alone, without the shared pool (the checkmark re-mark). */
+static void drain_alone(struct marker *m) {
+    uintptr_t b, l;
+    while (pop(m, &b, &l)) scan_range(m, b, b + l);
+}
+
+/* TERN_DEBUG=checkmark: after the parallel mark, mark again from scratch
+ * with one marker, and fail loudly if that reaches an object the parallel
+ * mark left unmarked.  The marks are then the union of both. */
+static void checkmark(void) {
+    size_t words = 0;
+    for (struct chunk *c = tern_heap.chunks; c; c = c->next) {
+        struct span *s;
+        for (size_t p = c->meta_pages; (s = chunk_next_span(c, &p));)
+            if (atomic_load(&s->state) != SPAN_FREE) words += s->nwords;
+    }
+    uint64_t *saved = tern_os_map_meta(words * 8 + 8);
+    if (!saved) {
+        tern_log("tern: checkmark: no memory for the check, skipped\n");
+        return;
+    }
+    size_t k = 0;
+    for (struct chunk *c = tern_heap.chunks; c; c = c->next) {
+        struct span *s;
+        for (size_t p = c->meta_pages; (s = chunk_next_span(c, &p));)
+            if (atomic_load(&s->state) != SPAN_FREE)
+                for (unsigned w = 0; w < s->nwords; w++) saved[k++] = atomic_exchange(&s->mark[w], 0);
+    }
+    bool was_single = single_marker;
+    single_marker = true;
+    uint64_t marked = markers[0].marked;
+    tern_roots_scan(scan_root, &markers[0]);
+    drain_alone(&markers[0]);
+    markers[0].marked = marked;
+    single_marker = was_single;
+    size_t missed = 0;
+    k = 0;
+    for (struct chunk *c = tern_heap.chunks; c; c = c->next) {
+        struct span *s;
+        for (size_t p = c->meta_pages; (s = chunk_next_span(c, &p));) {
+            if (atomic_load(&s->state) == SPAN_FREE) continue;
+            for (unsigned w = 0; w < s->nwords; w++, k++) {
+                uint64_t now = atomic_load(&s->mark[w]), miss = now & ~saved[k];
+                for (; miss; miss &= miss - 1) {
+                    size_t i = w * 64 + (size_t)__builtin_ctzll(miss);
+                    if (missed++ < 20)
+                        tern_log("tern: checkmark: object %p (%zu bytes) is reachable but was not marked\n",
+                                 (void *)(s->base + i * s->elemsize), (size_t)(s->spanclass ? s->elemsize : s->limit));
+                }
+                atomic_store(&s->mark[w], now | saved[k]);
+            }
+        }
+    }
+    tern_os_unmap_meta(saved, words * 8 + 8);
+    if (missed) {
+        tern_log("tern: checkmark: %zu reachable objects missed by the mark; aborting\n", missed);
+        abort();
+    }
+}
+
 /* World stopped: mark everything reachable from the roots.  Returns the
  * CPU time the helper markers spent. */
 uint64_t tern_mark_roots_and_drain(unsigned want) {
@@ -375,6 +436,7 @@ uint64_t tern_mark_roots_and_drain(unsigned want) {
         rescan_overflowed(&markers[0]);
         parallel_drain(n);
     }
+    if (tern_cfg.checkmark) checkmark();
     uint64_t marked = 0, cpu = 0;
     for (unsigned i = 0; i < n; i++) marked += markers[i].marked, cpu += markers[i].cpu_ns;
     atomic_store(&tern_marked_bytes, marked);

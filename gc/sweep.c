@@ -17,10 +17,16 @@
 
 _Atomic uint32_t tern_sweepgen = 2;
 
+/* A span needs sweeping when its generation is behind by two or more.
+ * More than two happens to a span created while cycles ran back to back:
+ * its creator read the generation, then was descheduled past two cycle
+ * ends before publishing the span.  Such a span held no object during
+ * the cycles it missed, so sweeping it with the latest marks is right. */
 bool tern_sweep_claim(struct span *s) {
-    uint32_t sg = atomic_load(&tern_sweepgen), exp = sg - 2;
-    return atomic_load_explicit(&s->sweepgen, memory_order_relaxed) == exp &&
-           atomic_compare_exchange_strong(&s->sweepgen, &exp, sg - 1);
+    uint32_t sg = atomic_load(&tern_sweepgen);
+    uint32_t cur = atomic_load_explicit(&s->sweepgen, memory_order_relaxed);
+    if (cur == sg || cur == sg - 1) return false;
+    return atomic_compare_exchange_strong(&s->sweepgen, &cur, sg - 1);
 }
 
 /* Every sweep runs under the lock of the span's class (class 0 for large
@@ -80,25 +86,31 @@ size_t tern_sweep_span(struct span *s) {
     return bytes;
 }
 
-/* Is slot idx of s a live object?  In a span not yet swept, an object in
- * the alloc bitmap is live only if the last cycle marked it.  A sweep of
- * the span may be running: then ask again under its class lock, which
- * every sweep holds. */
-static bool live_now(struct span *s, size_t idx) {
+/* Is slot idx of s a live object?  In a span swept since the last cycle,
+ * the bitmaps say (a slot is live if allocated and not freed).  In a span
+ * not yet swept, an object in the alloc bitmap is live only if the last
+ * cycle marked it; that is decided under the class lock, which every sweep
+ * holds and which a cycle's end (the world stopped, all central locks
+ * taken) cannot pass, so the bitmaps cannot move under the answer. */
+static bool live_in(struct span *s, size_t idx, bool swept) {
     uint64_t bit = 1ull << (idx % 64);
     if (atomic_load(&s->freed[idx / 64]) & bit) return false;
-    if (s->spanclass == 0 || (atomic_load(&s->alloc[idx / 64]) & bit)) {
-        if (atomic_load(&s->sweepgen) == atomic_load(&tern_sweepgen)) return true;
-        return atomic_load(&s->mark[idx / 64]) & bit;
-    }
+    if (s->spanclass == 0 || (atomic_load(&s->alloc[idx / 64]) & bit))
+        return swept || (atomic_load(&s->mark[idx / 64]) & bit);
     return slot_allocated(s, idx); /* handed out since the last cycle ended */
 }
 
 bool tern_object_live(struct span *s, size_t idx) {
-    if (atomic_load(&s->sweepgen) == atomic_load(&tern_sweepgen)) return live_now(s, idx);
+    uint32_t g = atomic_load(&tern_sweepgen);
+    if (atomic_load(&s->sweepgen) == g) {
+        bool live = live_in(s, idx, true);
+        /* no cycle ended meanwhile: the answer holds */
+        if (atomic_load(&tern_sweepgen) == g && atomic_load(&s->sweepgen) == g) return live;
+    }
     pthread_mutex_t *l = &tern_central[s->spanclass].lock;
     pthread_mutex_lock(l);
-    bool live = atomic_load(&s->state) != SPAN_FREE && live_now(s, idx);
+    bool live = atomic_load(&s->state) != SPAN_FREE &&
+                live_in(s, idx, atomic_load(&s->sweepgen) == atomic_load(&tern_sweepgen));
     pthread_mutex_unlock(l);
     return live;
 }
