@@ -294,14 +294,11 @@ TERN_API void tern_free(void *p) {
         tern_report_error("invalid free (interior pointer)", p);
         return;
     }
+    /* Allocated first, then claim the freed bit: the other order lets a
+     * concurrent sweep or merge consume the bit and free the slot between
+     * the two steps, and a valid free would be reported as a double one. */
     uint64_t bit = 1ull << (i % 64);
-    uint64_t old = atomic_fetch_or(&s->freed[i / 64], bit);
-    if (old & bit) {
-        tern_report_error("double free", p);
-        return;
-    }
-    if (!slot_allocated(s, i)) {
-        atomic_fetch_and(&s->freed[i / 64], ~bit);
+    if (!slot_allocated(s, i) || (atomic_fetch_or(&s->freed[i / 64], bit) & bit)) {
         tern_report_error("double free", p);
         return;
     }

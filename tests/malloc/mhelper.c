@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "tern.h"
@@ -159,6 +160,65 @@ NOINLINE void errors_here(void) {
     free(a); /* aligned interior: fine */
 }
 
+/* fork while other threads allocate and free: parent and child both keep
+ * allocating, checking contents and collecting. */
+static _Atomic int fork_stop;
+static void *fork_worker(void *arg) {
+    unsigned id = (unsigned)(uintptr_t)arg;
+    while (!atomic_load(&fork_stop)) {
+        char *p[64];
+        for (int i = 0; i < 64; i++) {
+            size_t n = 16 + (i * 37 + id) % 600;
+            p[i] = malloc(n);
+            CHECK(p[i]);
+            memset(p[i], (int)(id + i), n);
+        }
+        for (int i = 0; i < 64; i++) {
+            CHECK((unsigned char)p[i][0] == (unsigned char)(id + i));
+            free(p[i]);
+        }
+    }
+    return NULL;
+}
+
+static int list_ok(int depth) {
+    /* a linked list built, collected and walked */
+    void **head = NULL;
+    for (int i = 0; i < depth; i++) {
+        void **n = malloc(2 * sizeof *n);
+        CHECK(n);
+        n[0] = head;
+        n[1] = (void *)(uintptr_t)i;
+        head = n;
+    }
+    tern_collect();
+    int i = depth;
+    for (void **n = head; n; n = n[0]) CHECK((uintptr_t)n[1] == (uintptr_t)--i);
+    return i == 0;
+}
+
+static int mode_fork(void) {
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++) pthread_create(&t[i], NULL, fork_worker, (void *)(uintptr_t)i);
+    for (int round = 0; round < 5; round++) {
+        usleep(20000);
+        pid_t pid = fork();
+        CHECK(pid >= 0);
+        if (pid == 0) {
+            alarm(30);
+            _exit(list_ok(20000) ? 0 : 4);
+        }
+        int st = 0;
+        CHECK(waitpid(pid, &st, 0) == pid);
+        CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+        CHECK(list_ok(5000));
+    }
+    atomic_store(&fork_stop, 1);
+    for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
+    printf("fork ok\n");
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) return 2;
     const char *m = argv[1];
@@ -177,6 +237,7 @@ int main(int argc, char **argv) {
     }
     if (!strcmp(m, "mmaproot")) return mode_mmaproot();
     if (!strcmp(m, "threads")) return mode_threads();
+    if (!strcmp(m, "fork")) return mode_fork();
     if (!strcmp(m, "errors")) {
         errors_here();
         printf("errors done\n");

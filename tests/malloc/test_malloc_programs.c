@@ -188,6 +188,14 @@ Test(malloc_programs, threads_free_elsewhere_with_gc) {
     rm_tmp();
 }
 
+/* fork in a threaded program: child and parent keep allocating. */
+Test(malloc_programs, fork_with_threads) {
+    make_tmp();
+    cr_assert_eq(helper("TERN_INITIAL_HEAP=256KiB", "fork", 1), 0, "%s", slurp("err", 1));
+    cr_assert_eq(helper("TERN_INITIAL_HEAP=256KiB TERN_FREE=ignore", "fork", 2), 0, "%s", slurp("err", 2));
+    rm_tmp();
+}
+
 Test(malloc_programs, bad_frees_reported) {
     make_tmp();
     cr_assert_eq(helper("", "errors", 1), 0);
