@@ -339,6 +339,20 @@ static void shim_atfork_parent(void) {
     pthread_mutex_unlock(&aligned_tab.lock);
 }
 
+/* A two-valued variable: `on` sets *flag, `off` clears it, anything else
+ * is reported once and the default kept. */
+static void env_choice(const char *name, const char *on, const char *off, int *flag) {
+    const char *v = env_get(name);
+    if (!v) return;
+    if (!strcmp(v, on)) *flag = 1;
+    else if (!strcmp(v, off)) *flag = 0;
+    else {
+        char expect[64];
+        snprintf(expect, sizeof expect, "%s or %s", off, on);
+        tern_env_bad(name, v, expect);
+    }
+}
+
 /* True when the heap may be used.  The first call (with the environment
  * readable) initialises the collector; until then, and while another thread
  * initialises, allocations come from the arena. */
@@ -349,23 +363,12 @@ static __attribute__((noinline)) bool shim_init(void) {
     int expect = ST_NONE;
     if (!atomic_compare_exchange_strong(&state, &expect, ST_INIT)) return atomic_load(&state) == ST_READY;
     in_tern = 1;
-    const char *v;
-    if ((v = env_get("TERN_FREE"))) {
-        if (!strcmp(v, "ignore")) free_ignore = 1;
-        else if (strcmp(v, "honor")) tern_env_bad("TERN_FREE", v, "honor or ignore");
-    }
-    if ((v = env_get("TERN_LEAKS"))) {
-        if (!strcmp(v, "report")) leak_mode = 1;
-        else if (strcmp(v, "off")) tern_env_bad("TERN_LEAKS", v, "report or off");
-    }
-    if ((v = env_get("TERN_ABORT_ON_ERROR"))) {
-        if (!strcmp(v, "1")) abort_on_error = 1;
-        else if (strcmp(v, "0")) tern_env_bad("TERN_ABORT_ON_ERROR", v, "0 or 1");
-    }
-    if ((v = env_get("TERN_SCAN_MAPPINGS"))) {
-        if (!strcmp(v, "0")) scan_maps = 0;
-        else if (strcmp(v, "1")) tern_env_bad("TERN_SCAN_MAPPINGS", v, "0 or 1");
-    }
+    env_choice("TERN_FREE", "ignore", "honor", &free_ignore);
+    env_choice("TERN_LEAKS", "report", "off", &leak_mode);
+    env_choice("TERN_ABORT_ON_ERROR", "1", "0", &abort_on_error);
+    int no_scan = !scan_maps;
+    env_choice("TERN_SCAN_MAPPINGS", "0", "1", &no_scan);
+    scan_maps = !no_scan;
     tern_ensure_init();
     tern_real_sigmask(); /* resolve now: dlsym may allocate */
     tern_roots_set_cycle_hook(cycle_hook);
