@@ -326,6 +326,7 @@ TERN_API void *tern_realloc(void *p, size_t n) {
     void *q = tern_alloc_internal(n, s->noscan, true);
     if (!q) return NULL;
     memcpy(q, p, n < old ? n : old);
+    tern_written(q, n < old ? n : old); /* the explicit barrier must see the copy */
     tern_free(p);
     return q;
 }

@@ -4,6 +4,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <sched.h>
 #include <unistd.h>
 
 pthread_mutex_t tern_gc_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -11,63 +12,56 @@ struct tern_global_stats tern_stats_g;
 uint64_t tern_start_ns;
 static _Atomic int gc_running;
 
-static void trace_line(uint64_t cycle, uint64_t t0, uint64_t pause, uint64_t mark_cpu, uint64_t before,
-                       uint64_t after, uint64_t live, uint64_t goal, unsigned threads, unsigned markers,
-                       const char *why) {
-    const double MiB = 1024.0 * 1024.0;
-    char goalbuf[32];
-    if (goal == UINT64_MAX) snprintf(goalbuf, sizeof goalbuf, "off");
-    else snprintf(goalbuf, sizeof goalbuf, "%.1f MiB", goal / MiB);
-    tern_log("tern: gc %llu @%.3fs pause %.3f ms, mark cpu %.3f ms, heap %.1f -> %.1f -> %.1f MiB, goal %s, "
-             "%u threads, %u markers (%s)\n",
-             (unsigned long long)cycle, (t0 - tern_start_ns) / 1e9, pause / 1e6, mark_cpu / 1e6, before / MiB,
-             after / MiB, live / MiB, goalbuf, threads, markers, why);
+/* Markers for the concurrent phase (a quarter of the cores, at least one,
+ * unless TERN_MARKERS says) and for pauses (every core). */
+static unsigned background_markers(void) {
+    if (tern_cfg.markers_set) return (unsigned)tern_cfg.markers;
+    int n = tern_ncpus() / 4;
+    return n < 1 ? 1 : (unsigned)n;
+}
+static unsigned pause_markers(void) {
+    if (tern_cfg.markers_set) return (unsigned)tern_cfg.markers;
+    unsigned n = (unsigned)tern_ncpus(), bg = background_markers();
+    return n > bg ? n : bg;
 }
 
-/* Run one cycle.  Only one runs at a time; a thread that asks while a
- * cycle triggered by the heap goal is running just waits for it. */
-void tern_gc(const char *why, bool full_sweep) { tern_gc_for(why, full_sweep, 0); }
+static void goal_str(char *buf, size_t n) {
+    uint64_t goal = atomic_load(&tern_next_gc);
+    if (goal == UINT64_MAX) snprintf(buf, n, "off");
+    else snprintf(buf, n, "%.1f MiB", goal / (1024.0 * 1024.0));
+}
 
-/* A cycle if in-use bytes plus `extra` (an allocation about to be made)
- * reach the goal, or always when full_sweep (explicit) is set. */
-void tern_gc_for(const char *why, bool full_sweep, uint64_t extra) {
-    tern_ensure_init();
-    struct thread *self = tern_thread_ensure();
-    if (!self) return;
-    if (!full_sweep && atomic_load(&gc_running)) {
-        /* Someone is collecting: wait for that cycle rather than run another. */
-        pthread_mutex_lock(&tern_gc_lock);
-        pthread_mutex_unlock(&tern_gc_lock);
-        return;
-    }
-    pthread_mutex_lock(&tern_gc_lock);
-    if (!full_sweep && atomic_load(&tern_in_use) + extra < atomic_load(&tern_next_gc)) {
-        pthread_mutex_unlock(&tern_gc_lock); /* another thread just collected */
-        return;
-    }
-    atomic_store(&gc_running, 1);
+static void note_pause(uint64_t ns) {
+    atomic_fetch_add(&tern_stats_g.pauses, 1);
+    atomic_fetch_add(&tern_stats_g.total_pause_ns, ns);
+    uint64_t m = atomic_load(&tern_stats_g.max_pause_ns);
+    while (ns > m && !atomic_compare_exchange_weak(&tern_stats_g.max_pause_ns, &m, ns)) {}
+}
+
+/* ---- stop-the-world cycle (TERN_BARRIER=stw) ------------------------------- */
+
+static void stw_cycle(struct thread *self, const char *why, bool full_sweep) {
     uint64_t gc_cpu0 = tern_thread_cpu_ns();
-
     tern_sweep_finish();        /* phase 2 */
-    tern_roots_prepare();       /* phase 3 */
+    tern_mark_prepare((unsigned)tern_cfg.markers);
+    tern_roots_prepare();
     pthread_mutex_lock(&tern_threads_lock);
     tern_central_lock_all();
 
     uint64_t t0 = tern_now_ns();
     uint64_t before = atomic_load(&tern_in_use);
-    tern_stop_world();          /* phase 4 */
-    tern_thread_save_self(self);
+    tern_stop_world();
+    if (self) tern_thread_save_self(self);
     uint64_t mark_cpu0 = atomic_load(&tern_stats_g.mark_cpu_ns);
-    uint64_t helper_cpu = tern_mark_roots_and_drain((unsigned)tern_cfg.markers); /* phase 5 */
+    uint64_t helper_cpu = tern_mark_roots_and_drain((unsigned)tern_cfg.markers);
 
-    /* phase 7: mark termination */
     uint64_t live = atomic_load(&tern_marked_bytes);
     for (struct thread *t = tern_threads; t; t = t->next) tern_tcache_publish(t->tc);
     atomic_fetch_add(&tern_sweepgen, 2);
     uint64_t after = atomic_load(&tern_in_use);
-    tern_pacer_cycle_done(live);
+    tern_pacer_cycle_done(live, 0);
     atomic_store(&tern_stats_g.live_bytes, live);
-    atomic_store(&self->sp, 0);
+    if (self) atomic_store(&self->sp, 0);
     unsigned threads = tern_nthreads;
 
     tern_start_world();
@@ -80,17 +74,245 @@ void tern_gc_for(const char *why, bool full_sweep, uint64_t extra) {
     tern_roots_done();
 
     uint64_t cycle = atomic_fetch_add(&tern_stats_g.cycles, 1) + 1;
-    atomic_fetch_add(&tern_stats_g.total_pause_ns, pause);
+    note_pause(pause);
     atomic_store(&tern_stats_g.last_pause_ns, pause);
-    if (pause > atomic_load(&tern_stats_g.max_pause_ns)) atomic_store(&tern_stats_g.max_pause_ns, pause);
     uint64_t mark_cpu = atomic_load(&tern_stats_g.mark_cpu_ns) - mark_cpu0;
     if (full_sweep) tern_sweep_finish();
     atomic_fetch_add(&tern_stats_g.gc_cpu_ns, tern_thread_cpu_ns() - gc_cpu0 + helper_cpu);
+    if (tern_cfg.trace) {
+        const double MiB = 1024.0 * 1024.0;
+        char goalbuf[32];
+        goal_str(goalbuf, sizeof goalbuf);
+        tern_log("tern: gc %llu @%.3fs stw: pause %.3f ms, mark cpu %.3f ms, heap %.1f -> %.1f -> %.1f MiB, "
+                 "goal %s, %u threads, %u markers (%s)\n",
+                 (unsigned long long)cycle, (t0 - tern_start_ns) / 1e9, pause / 1e6, mark_cpu / 1e6, before / MiB,
+                 after / MiB, live / MiB, goalbuf, threads, atomic_load(&tern_stats_g.markers), why);
+    }
+}
+
+/* ---- concurrent cycle, on the collector thread ------------------------------ */
+
+#define MAX_PRECLEAN_ROUNDS 8
+#define PRECLEAN_ENOUGH 64   /* pages: few enough to leave for the pause */
+
+static void concurrent_cycle(const char *why) {
+    pthread_mutex_lock(&tern_gc_lock);
+    atomic_store(&gc_running, 1);
+    uint64_t gc_cpu0 = tern_thread_cpu_ns(), mark_cpu0 = atomic_load(&tern_stats_g.mark_cpu_ns);
+    uint64_t assist0 = atomic_load(&tern_assist_ns);
+    unsigned nbg = background_markers(), nall = pause_markers();
+
+    tern_sweep_finish();                                   /* 2 */
+    tern_mark_prepare(nall);
+    tern_barrier_arm();                                    /* 3 */
+
+    tern_roots_prepare();                                  /* 4 */
+    pthread_mutex_lock(&tern_threads_lock);
+    tern_central_lock_all();
+    uint64_t t0 = tern_now_ns();
+    uint64_t before = atomic_load(&tern_in_use);
+    uint64_t alloc0 = atomic_load(&tern_stats_g.allocated_bytes);
+    tern_stop_world();
+    tern_mark_start();
+    atomic_store(&tern_gc_black, 1);
+    if (tern_barrier_kind == TERN_BARRIER_EXPLICIT) __atomic_store_n(&tern_marking_, 1, __ATOMIC_SEQ_CST);
+    tern_start_world();
+    uint64_t pause1 = tern_now_ns() - t0;
+    tern_central_unlock_all();
+    pthread_mutex_unlock(&tern_threads_lock);
+    tern_roots_done();
+    note_pause(pause1);
+
+    uint64_t tm = tern_now_ns();
+    tern_mark_concurrent(nbg);                             /* 5 */
+    unsigned rounds = 0;                                   /* 6 */
+    size_t precleaned = 0;
+    while (tern_barrier_can_preclean() && rounds < MAX_PRECLEAN_ROUNDS) {
+        size_t pages = tern_mark_preclean(nbg);
+        precleaned += pages;
+        rounds++;
+        if (pages <= PRECLEAN_ENOUGH) break;
+    }
+    uint64_t mark_wall = tern_now_ns() - tm;
+
+    tern_mark_close_assists();                             /* 7 */
+    tern_roots_prepare();
+    pthread_mutex_lock(&tern_threads_lock);
+    tern_central_lock_all();
+    pthread_mutex_lock(&tern_heap.lock);
+    uint64_t t1 = tern_now_ns();
+    tern_stop_world();
+    uint64_t helper_cpu;
+    size_t final_pages = tern_mark_finish(nall, &helper_cpu);
+
+    uint64_t marked = atomic_load(&tern_marked_bytes);     /* 8 */
+    for (struct thread *t = tern_threads; t; t = t->next) tern_tcache_publish(t->tc);
+    atomic_fetch_add(&tern_sweepgen, 2);
+    atomic_store(&tern_gc_black, 0);
+    __atomic_store_n(&tern_marking_, 0, __ATOMIC_SEQ_CST);
+    uint64_t after = atomic_load(&tern_in_use);
+    uint64_t black = atomic_load(&tern_stats_g.allocated_bytes) - alloc0;
+    tern_pacer_cycle_done(marked + black, after > before ? after - before : 0);
+    atomic_store(&tern_stats_g.live_bytes, marked);
+    unsigned threads = tern_nthreads;
+    tern_start_world();
+    uint64_t pause2 = tern_now_ns() - t1;
+    pthread_mutex_unlock(&tern_heap.lock);
+    tern_central_begin_sweep();
+    tern_central_unlock_all();
+    pthread_mutex_unlock(&tern_threads_lock);
+    tern_roots_done();
+    tern_mark_open_assists();
+    tern_barrier_disarm();
+    note_pause(pause2);
+
+    uint64_t cycle = atomic_fetch_add(&tern_stats_g.cycles, 1) + 1;
+    atomic_store(&tern_stats_g.last_pause_ns, pause1 > pause2 ? pause1 : pause2);
+    uint64_t mark_cpu = atomic_load(&tern_stats_g.mark_cpu_ns) - mark_cpu0;
+    atomic_fetch_add(&tern_stats_g.gc_cpu_ns, tern_thread_cpu_ns() - gc_cpu0 + helper_cpu);
     atomic_store(&gc_running, 0);
     pthread_mutex_unlock(&tern_gc_lock);
-    if (tern_cfg.trace)
-        trace_line(cycle, t0, pause, mark_cpu, before, after, live, atomic_load(&tern_next_gc), threads,
-                   atomic_load(&tern_stats_g.markers), why);
+    if (tern_cfg.trace) {
+        const double MiB = 1024.0 * 1024.0;
+        char goalbuf[32];
+        goal_str(goalbuf, sizeof goalbuf);
+        tern_log("tern: gc %llu @%.3fs %s: pause %.3f+%.3f ms, mark %.3f ms wall %.3f ms cpu, assist %.3f ms, "
+                 "%u rounds, %zu+%zu dirty pages, heap %.1f -> %.1f -> %.1f MiB, goal %s, %u threads, "
+                 "%u+%u markers (%s)\n",
+                 (unsigned long long)cycle, (t0 - tern_start_ns) / 1e9, tern_barrier_name(tern_barrier_kind),
+                 pause1 / 1e6, pause2 / 1e6, mark_wall / 1e6, mark_cpu / 1e6,
+                 (atomic_load(&tern_assist_ns) - assist0) / 1e6, rounds, precleaned, final_pages, before / MiB,
+                 after / MiB, marked / MiB, goalbuf, threads, nbg, nall, why);
+    }
+}
+
+/* The collector thread sleeps until a cycle is requested.  It is not a
+ * registered thread: it is never stopped, and its stack holds nothing the
+ * program needs. */
+static pthread_mutex_t req_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t req_wake = PTHREAD_COND_INITIALIZER, req_done = PTHREAD_COND_INITIALIZER;
+static uint64_t requested, started, finished; /* cycle numbers, under req_lock */
+static const char *req_why = "heap goal";
+static _Atomic int collector_state; /* 0 none, 1 starting, 2 running */
+
+static void *collector_main(void *arg) {
+    (void)arg;
+    sigset_t all;
+    sigfillset(&all);
+    sigdelset(&all, SIGSEGV); /* the mprotect barrier's faults must reach their handler */
+    sigdelset(&all, SIGBUS);
+    tern_sigmask_fn mask = tern_real_sigmask();
+    if (mask) mask(SIG_BLOCK, &all, NULL);
+    tern_roots_collector_thread();
+    for (;;) {
+        pthread_mutex_lock(&req_lock);
+        while (started == requested) pthread_cond_wait(&req_wake, &req_lock);
+        started = requested;
+        const char *why = req_why;
+        pthread_mutex_unlock(&req_lock);
+        concurrent_cycle(why);
+        pthread_mutex_lock(&req_lock);
+        finished = started;
+        pthread_cond_broadcast(&req_done);
+        pthread_mutex_unlock(&req_lock);
+    }
+    return NULL;
+}
+
+/* Start the collector thread, with no lock held (creating a thread
+ * allocates, which may come back here).  Returns its state: 2 running,
+ * 1 someone is starting it, 0 it cannot start. */
+static int collector_start(void) {
+    int st = atomic_load(&collector_state);
+    if (st != 0) return st;
+    if (!atomic_compare_exchange_strong(&collector_state, &st, 1)) return st;
+    pthread_t th;
+    if (tern_real_pthread_create(&th, NULL, collector_main, NULL) != 0) {
+        atomic_store(&collector_state, 0);
+        return 0;
+    }
+    pthread_detach(th);
+    atomic_store(&collector_state, 2);
+    return 2;
+}
+
+/* Ask for a cycle (req_lock held, collector running).  Returns the cycle
+ * number to wait for. */
+static uint64_t request_locked(const char *why, bool fresh) {
+    uint64_t target;
+    if (fresh) target = requested > started ? requested : requested + 1; /* starts after now */
+    else target = requested > finished ? requested : requested + 1;     /* any cycle not yet over */
+    if (target > requested) {
+        requested = target;
+        req_why = why;
+        pthread_cond_signal(&req_wake);
+    }
+    return target;
+}
+
+/* Run one cycle.  Only one runs at a time; a thread that asks while a
+ * cycle triggered by the heap goal is running just waits for it. */
+void tern_gc(const char *why, bool full_sweep) { tern_gc_for(why, full_sweep, 0); }
+
+/* A cycle if in-use bytes plus `extra` (an allocation about to be made)
+ * reach the trigger, or always when full_sweep (explicit) is set. */
+void tern_gc_for(const char *why, bool full_sweep, uint64_t extra) {
+    tern_ensure_init();
+    struct thread *self = tern_thread_ensure();
+    if (!self) return;
+    if (tern_concurrent()) {
+        uint64_t now = atomic_load(&tern_in_use) + extra, goal = atomic_load(&tern_next_gc);
+        if (!full_sweep && now < atomic_load(&tern_trigger)) return;
+        int st = collector_start();
+        if (st == 1 && !full_sweep) return; /* being started: the next allocation asks again */
+        while (st == 1) st = (sched_yield(), atomic_load(&collector_state));
+        if (st == 2) {
+            pthread_mutex_lock(&req_lock);
+            uint64_t target = request_locked(why, full_sweep);
+            /* Wait for the end of the cycle: always for tern_collect; for an
+             * allocation, only far past the goal, when assists could not
+             * keep up (the heap must not outrun the marker). */
+            uint64_t hard = goal + (goal / 2 > (4u << 20) ? goal / 2 : (4u << 20));
+            bool wait = full_sweep || (goal != UINT64_MAX && now > hard);
+            while (wait && finished < target) pthread_cond_wait(&req_done, &req_lock);
+            pthread_mutex_unlock(&req_lock);
+            if (full_sweep) tern_sweep_finish();
+            return;
+        }
+        /* no collector thread: collect with the world stopped, here */
+    }
+    if (!full_sweep && atomic_load(&gc_running)) {
+        /* Someone is collecting: wait for that cycle rather than run another. */
+        pthread_mutex_lock(&tern_gc_lock);
+        pthread_mutex_unlock(&tern_gc_lock);
+        return;
+    }
+    pthread_mutex_lock(&tern_gc_lock);
+    if (!full_sweep && atomic_load(&tern_in_use) + extra < atomic_load(&tern_next_gc)) {
+        pthread_mutex_unlock(&tern_gc_lock); /* another thread just collected */
+        return;
+    }
+    atomic_store(&gc_running, 1);
+    stw_cycle(self, why, full_sweep);
+    atomic_store(&gc_running, 0);
+    pthread_mutex_unlock(&tern_gc_lock);
+}
+
+/* Allocation past the goal while marking: help the marker. */
+void tern_gc_assist(uint64_t bytes) {
+    if (atomic_load_explicit(&tern_gc_black, memory_order_relaxed) &&
+        atomic_load_explicit(&tern_in_use, memory_order_relaxed) > atomic_load_explicit(&tern_next_gc, memory_order_relaxed))
+        tern_mark_assist(bytes);
+}
+
+/* In a forked child the collector thread is gone (a fork never happens
+ * mid-cycle: it waits for tern_gc_lock). */
+void tern_collect_atfork_child(void) {
+    pthread_mutex_init(&req_lock, NULL);
+    pthread_cond_init(&req_wake, NULL);
+    pthread_cond_init(&req_done, NULL);
+    requested = started = finished = 0;
+    atomic_store(&collector_state, 0);
 }
 
 TERN_API void tern_collect(void) { tern_gc("explicit", true); }
@@ -117,5 +339,7 @@ TERN_API int tern_get_stats(struct tern_stats *out) {
     out->threads = tern_nthreads;
     out->markers = atomic_load(&tern_stats_g.markers);
     out->gc_percent = tern_cfg.gc_percent < 0 ? 0 : (uint32_t)tern_cfg.gc_percent;
+    out->barrier = (uint32_t)tern_barrier_kind;
+    out->pauses = atomic_load(&tern_stats_g.pauses);
     return TERN_OK;
 }

@@ -52,7 +52,7 @@ void tern_env_load(struct tern_config *cfg) {
         else tern_env_bad("TERN_GC", v, "a percentage >= 1, or off");
     }
     if ((v = getenv("TERN_MARKERS"))) {
-        if (parse_int(v, 1, 64, &n)) cfg->markers = (int)n;
+        if (parse_int(v, 1, 64, &n)) cfg->markers = (int)n, cfg->markers_set = 1;
         else tern_env_bad("TERN_MARKERS", v, "1..64");
     }
     if ((v = getenv("TERN_TRACE"))) {
@@ -62,6 +62,14 @@ void tern_env_load(struct tern_config *cfg) {
     if ((v = getenv("TERN_DEBUG"))) {
         if (strcmp(v, "checkmark") == 0) cfg->checkmark = 1;
         else if (*v) tern_env_bad("TERN_DEBUG", v, "checkmark");
+    }
+    if ((v = getenv("TERN_BARRIER"))) {
+        static const char *const kinds[] = {"auto", "uffd", "softdirty", "mprotect", "explicit", "stw"};
+        unsigned k;
+        for (k = 0; k < sizeof kinds / sizeof kinds[0]; k++)
+            if (strcmp(v, kinds[k]) == 0) break;
+        if (k < sizeof kinds / sizeof kinds[0]) cfg->barrier = (int)k;
+        else tern_env_bad("TERN_BARRIER", v, "auto, uffd, softdirty, mprotect, explicit or stw");
     }
     if ((v = getenv("TERN_INITIAL_HEAP"))) {
         size_t sz;

@@ -51,6 +51,7 @@ static struct chunk *chunk_new(size_t size, bool huge) {
         tern_os_unmap(c, size);
         return NULL;
     }
+    tern_barrier_chunk_added(c);
     bounds_add((uintptr_t)c, (uintptr_t)c + size);
     atomic_fetch_add(&tern_heap.mapped, size);
     c->next = tern_heap.chunks;

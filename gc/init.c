@@ -34,15 +34,25 @@ void tern_report_error(const char *what, const void *p) {
     tern_log("tern: %s of %p (ignored)\n", what, p);
 }
 
+/* The malloc shim's own locks come after every collector lock: the
+ * collector may allocate (from the shim's arena) while holding its own. */
+static void (*shim_prepare)(void), (*shim_release)(void);
+void tern_atfork_shim(void (*prepare)(void), void (*release)(void)) {
+    shim_prepare = prepare;
+    shim_release = release;
+}
+
 static void atfork_prepare(void) {
     pthread_mutex_lock(&tern_gc_lock);
     tern_roots_lock();
     pthread_mutex_lock(&tern_threads_lock);
     tern_central_lock_all();
     pthread_mutex_lock(&tern_heap.lock);
+    if (shim_prepare) shim_prepare();
 }
 
 static void atfork_parent(void) {
+    if (shim_release) shim_release();
     pthread_mutex_unlock(&tern_heap.lock);
     tern_central_unlock_all();
     pthread_mutex_unlock(&tern_threads_lock);
@@ -53,6 +63,7 @@ static void atfork_parent(void) {
 static void atfork_child(void) {
     atfork_parent();
     tern_markers_atfork_child();
+    tern_collect_atfork_child();
     tern_thread_atfork_child();
 }
 
@@ -65,10 +76,12 @@ static void init_locked(const struct tern_options *opts) {
     tern_env_load(&tern_cfg);
     if (opts) { /* explicit options win over the environment */
         if (opts->gc_percent) tern_cfg.gc_percent = opts->gc_percent < 0 ? -1 : opts->gc_percent;
-        if (opts->markers > 0) tern_cfg.markers = opts->markers > 64 ? 64 : opts->markers;
+        if (opts->markers > 0) tern_cfg.markers = opts->markers > 64 ? 64 : opts->markers, tern_cfg.markers_set = 1;
+        if (opts->barrier > 0 && opts->barrier <= TERN_BARRIER_STW) tern_cfg.barrier = opts->barrier;
         if (opts->trace) tern_cfg.trace = opts->trace;
         if (opts->initial_heap) tern_cfg.initial_heap = opts->initial_heap;
     }
+    tern_barrier_init(tern_cfg.barrier);
     tern_sizeclass_init();
     for (unsigned i = 0; i < NSPANCLASS; i++) pthread_mutex_init(&tern_central[i].lock, NULL);
     tern_roots_init();
@@ -84,7 +97,9 @@ void tern_init_slow(void) {
 }
 
 TERN_API int tern_init(const struct tern_options *opts) {
-    if (opts && (opts->markers < 0 || opts->trace < 0 || opts->trace > 2)) return TERN_EINVAL;
+    if (opts && (opts->markers < 0 || opts->trace < 0 || opts->trace > 2 || opts->barrier < 0 ||
+                 opts->barrier > TERN_BARRIER_STW))
+        return TERN_EINVAL;
     int rc = TERN_OK;
     pthread_mutex_lock(&init_lock);
     if (atomic_load(&tern_initialized)) rc = TERN_EEXIST;

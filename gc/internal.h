@@ -119,6 +119,10 @@ struct chunk {
     size_t size;              /* mapping size (CHUNK_SIZE or huge)          */
     uint32_t meta_pages;      /* header pages at the front                  */
     uint32_t huge;
+    uint8_t card_shift;       /* a card covers 1 << card_shift bytes        */
+    uint8_t untracked;        /* barrier: report the whole chunk written    */
+    uint8_t unregistered;     /* barrier: the kernel refused to track it    */
+    _Atomic uint8_t cards[CHUNK_PAGES]; /* barrier: card written while marking */
     uint64_t free_pages[CHUNK_PAGES / 64]; /* 1 = page free                 */
     uint64_t dirty_pages[CHUNK_PAGES / 64]; /* 1 = page may hold old data  */
     uint16_t pagemap[CHUNK_PAGES];  /* first page of the span + 1, 0 = none */
@@ -317,11 +321,33 @@ void tern_roots_prepare(void);       /* before stopping: static data, TLS sizes 
 void tern_roots_scan(void (*scan)(uintptr_t lo, uintptr_t hi, void *), void *arg);
 void tern_roots_init(void);
 void tern_roots_done(void);          /* after the world restarts */
+void tern_roots_collector_thread(void); /* this thread belongs to the collector */
 void tern_roots_lock(void);          /* fork */
 void tern_roots_unlock(void);
 
+/* ---- the write barrier (barrier.c) ------------------------------------ */
+typedef void (*tern_dirty_fn)(uintptr_t lo, uintptr_t hi, void *arg);
+extern int tern_barrier_kind;                 /* enum tern_barrier, never AUTO */
+extern bool tern_barrier_dropin;              /* malloc shim: auto skips mprotect */
+void tern_barrier_init(int want);
+void tern_barrier_chunk_added(struct chunk *c); /* heap lock held */
+void tern_barrier_arm(void);
+size_t tern_barrier_collect(tern_dirty_fn fn, void *arg, bool final);
+bool tern_barrier_can_preclean(void);
+void tern_barrier_disarm(void);
+static inline bool tern_concurrent(void) { return tern_barrier_kind != TERN_BARRIER_STW; }
+
 /* ---- marking (mark.c) ------------------------------------------------- */
-uint64_t tern_mark_roots_and_drain(unsigned markers);  /* world stopped */
+uint64_t tern_mark_roots_and_drain(unsigned markers);  /* stw kind, world stopped */
+void tern_mark_prepare(unsigned markers);              /* world running: start threads */
+void tern_mark_start(void);                            /* start pause: roots */
+void tern_mark_concurrent(unsigned markers);           /* world running */
+size_t tern_mark_preclean(unsigned markers);           /* world running */
+void tern_mark_close_assists(void);                    /* before the final pause */
+void tern_mark_open_assists(void);
+size_t tern_mark_finish(unsigned markers, uint64_t *helper_cpu); /* final pause */
+void tern_mark_assist(uint64_t bytes);                 /* a mutator helps */
+extern _Atomic uint64_t tern_assist_ns;
 void tern_markers_atfork_child(void);
 extern _Atomic uint64_t tern_marked_bytes;
 static inline bool bit_test(_Atomic uint64_t *bm, size_t i) {
@@ -339,19 +365,22 @@ bool tern_object_live(struct span *s, size_t idx);
 
 /* ---- pacing (pacer.c) ------------------------------------------------- */
 extern _Atomic uint64_t tern_in_use;       /* bytes allocated since mark + live */
-extern _Atomic uint64_t tern_next_gc;
+extern _Atomic uint64_t tern_next_gc;      /* the heap goal */
+extern _Atomic uint64_t tern_trigger;      /* where a concurrent cycle starts */
 void tern_pacer_note_alloc(int64_t bytes, int64_t objs, bool may_collect);
 void tern_pacer_note_free(uint64_t bytes);
-void tern_pacer_cycle_done(uint64_t live);
+void tern_pacer_cycle_done(uint64_t live, uint64_t grown_while_marking);
 void tern_pacer_init(void);
 
 /* ---- the cycle, stats, tracing (collect.c) ------------------------------ */
 void tern_gc(const char *why, bool full_sweep);
 void tern_gc_for(const char *why, bool full_sweep, uint64_t extra);
+void tern_gc_assist(uint64_t bytes);
+void tern_collect_atfork_child(void);
 struct tern_global_stats {
     _Atomic uint64_t cycles, allocated_bytes, allocated_objects, freed_bytes,
         explicit_frees, total_pause_ns, max_pause_ns, last_pause_ns, mark_cpu_ns,
-        gc_cpu_ns, live_bytes;
+        gc_cpu_ns, live_bytes, pauses;
     _Atomic uint32_t markers;
 };
 extern struct tern_global_stats tern_stats_g;
@@ -362,6 +391,8 @@ extern uint64_t tern_start_ns;
 struct tern_config {
     int gc_percent;        /* <0: off */
     int markers;
+    int markers_set;       /* TERN_MARKERS or tern_options.markers given */
+    int barrier;           /* enum tern_barrier asked for */
     int trace;
     size_t initial_heap;
     int checkmark;         /* TERN_DEBUG=checkmark */

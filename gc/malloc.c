@@ -43,6 +43,7 @@
 extern char **environ;
 void tern_roots_set_scan_mappings(int on);
 void tern_roots_set_cycle_hook(void (*fn)(int begin));
+void tern_atfork_shim(void (*prepare)(void), void (*release)(void));
 
 /* ---- configuration ------------------------------------------------------ */
 
@@ -326,7 +327,11 @@ static const char *env_get(const char *name) {
     return NULL;
 }
 
-static void cycle_hook(int begin) { in_collect = begin; }
+static __thread int gc_thread;     /* a collector or marker thread */
+static void cycle_hook(int begin) {
+    if (begin == 2) gc_thread = 1;
+    else in_collect = begin;
+}
 
 static void shim_atfork_prepare(void) {
     pthread_mutex_lock(&aligned_tab.lock);
@@ -369,13 +374,14 @@ static __attribute__((noinline)) bool shim_init(void) {
     int no_scan = !scan_maps;
     env_choice("TERN_SCAN_MAPPINGS", "0", "1", &no_scan);
     scan_maps = !no_scan;
+    tern_barrier_dropin = true;
     tern_ensure_init();
     tern_real_sigmask(); /* resolve now: dlsym may allocate */
     tern_roots_set_cycle_hook(cycle_hook);
     tern_roots_set_scan_mappings(scan_maps);
     /* the C library may keep program pointers in blocks it got from the arena */
     tern_add_roots(boot_arena, boot_arena + BOOT_SIZE);
-    pthread_atfork(shim_atfork_prepare, shim_atfork_parent, shim_atfork_parent);
+    tern_atfork_shim(shim_atfork_prepare, shim_atfork_parent);
     if (leak_mode) atexit(leak_report);
     atomic_store(&state, ST_READY);
     in_tern = 0;
@@ -388,7 +394,7 @@ static inline bool ready(void) {
 
 /* ---- the allocation paths ----------------------------------------------------- */
 
-static inline bool nested(void) { return unlikely(in_tern | in_collect); }
+static inline bool nested(void) { return unlikely(in_tern | in_collect | gc_thread); }
 
 static void *do_alloc(size_t n, bool zero, void *site) {
     if (nested() || !ready()) return boot_alloc(n, 16);

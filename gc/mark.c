@@ -1,57 +1,77 @@
 /* mark.c — the marker.
  *
- * ONE CYCLE, PHASE BY PHASE
+ * ONE CYCLE, PHASE BY PHASE (the concurrent kinds; TERN_BARRIER=stw runs
+ * steps 4-9 in one pause on the thread that triggered the cycle)
  *
- * 1. Trigger.  The pacer (pacer.c) sees the bytes in use reach the goal —
- *    live data of the last cycle times (1 + TERN_GC/100) — or the program
- *    calls tern_collect().  The thread that noticed runs the cycle
- *    (collect.c); any other thread that notices meanwhile waits for it.
+ * 1. Trigger.  The pacer (pacer.c) sees the bytes in use reach the
+ *    trigger, a point before the heap goal (live data of the last cycle
+ *    times 1 + TERN_GC/100) chosen so that marking ends near the goal; or
+ *    the program calls tern_collect().  The collector thread (collect.c)
+ *    wakes; the program keeps running.
  *
- * 2. Finish sweeping.  Sweeping never races with marking: every span the
- *    last cycle left unswept is swept now, concurrently with the mutators,
- *    before anything is marked (sweep.c).  Mark bits are then all clear.
+ * 2. Finish sweeping.  Every span the last cycle left unswept is swept now,
+ *    concurrently with the program, so that mark bits are all clear and
+ *    sweeping never overlaps marking (sweep.c).
  *
- * 3. Gather roots.  The loaded objects' writable segments and TLS module
- *    sizes are read with dl_iterate_phdr — before the world stops, because
- *    it takes the loader's lock (roots.c).
+ * 3. Arm the barrier.  From now on every write to a heap page is recorded
+ *    (barrier.c) — before any object is scanned, so that no write to a
+ *    scanned object can go unseen.
  *
- * 4. Stop the world.  The collector takes the registry lock and every
- *    central lock (so no thread is stopped halfway through a span
- *    operation or a sweep), then signals every registered thread; each
- *    saves its registers and stack pointer and waits (thread.c).
+ * 4. Start pause.  The world stops (thread.c); allocation turns black (an
+ *    object allocated from now on is born marked); the roots — stacks,
+ *    registers, static data, TLS, added ranges — are scanned, which only
+ *    marks and queues the objects they point to.  The world restarts.
  *
- * 5. Mark.  Roots are scanned conservatively: every aligned word that
- *    points into an allocated object (interior pointers count) marks that
- *    object in its span's side bitmap and, unless it is pointer-free,
- *    pushes it on the marker's stack.  TERN_MARKERS threads drain the
- *    stacks in parallel; a marker with surplus work hands packets to a
- *    shared pool that idle markers take from, and marking ends when every
- *    marker is idle and the pool is empty.  Marking is iterative, so a
- *    10-million-node list costs stack entries, not recursion; if a mark
- *    stack cannot grow, the object is marked, its span flagged, and the
- *    flagged spans are rescanned afterwards.  Large objects are scanned in
- *    128 KiB pieces so several markers can share one.
+ * 5. Concurrent mark.  Background markers (a quarter of the cores, at
+ *    least one; TERN_MARKERS sets the count) drain the queues while the
+ *    program runs.  A thread that allocates past the heap goal while the
+ *    markers are behind assists: it marks in proportion to what it
+ *    allocates, so the heap cannot outrun the marker.
  *
- * 6. (Reserved) Finalizers, weak references and ephemerons will run here,
- *    between mark and sweep, while the world is still stopped.
+ * 6. Pre-clean.  The barrier reports the pages written since it was armed
+ *    (or since the last round) and records afresh; every marked object on
+ *    those pages is scanned again, and the queues drained.  Rounds repeat
+ *    while they keep finding much, so that little is left for the pause.
  *
- * 7. Mark termination.  Each thread cache's handed-out slots enter the
- *    alloc bitmaps; the heap's sweep generation moves on by two, which
- *    makes every in-use span "needs sweeping" at once; the pacer sets the
- *    next goal from the marked bytes.  The world restarts, and only then —
- *    the central locks still held — are the central lists moved to the
- *    unswept lists.
+ * 7. Final pause.  The world stops again.  The last written pages are
+ *    rescanned, the roots are scanned again, and the queues are drained
+ *    with every marker (the world is stopped, so all cores mark).  Nothing
+ *    is grey any more: marking is complete.  TERN_DEBUG=checkmark now marks
+ *    again from scratch with one marker and aborts on any object the
+ *    concurrent mark missed.
  *
- * 8. Sweep, lazily.  Nothing is swept in the pause.  A span is swept when
- *    an allocator next needs a span of its class, when its owning cache
- *    moves on, or at the latest in step 2 of the next cycle.
+ * 8. Mark termination, still in the pause.  Each thread cache's handed-out
+ *    slots enter the alloc bitmaps; the heap's sweep generation moves on by
+ *    two, which makes every in-use span "needs sweeping" at once; the pacer
+ *    sets the next goal and trigger.  The world restarts, then the barrier
+ *    is disarmed and the central lists are moved to the unswept lists.
  *
- * THE TRI-COLOR VIEW.  White objects are unmarked; grey ones are marked
- * and still on a mark stack; black ones are marked and scanned.  The cycle
- * keeps the strong invariant — no black object points to a white one —
- * trivially, because mutators do not run while the marker runs.  Objects
- * allocated while a cycle is marking are born black (tern_gc_black), which
- * is what the concurrent marker will rely on.
+ * 9. Sweep, lazily.  Nothing is swept in a pause.  A span is swept when an
+ *    allocator next needs a span of its class, when its owning cache moves
+ *    on, or at the latest in step 2 of the next cycle.
+ *
+ * THE TRI-COLOR INVARIANT.  White objects are unmarked; grey ones are
+ * marked and queued; black ones are marked and scanned.  At the end of
+ * marking no black object may point to a white one (the strong invariant),
+ * or a live object would be swept.  While marking runs, the program breaks
+ * it freely, and Tern keeps a weaker one instead, the incremental-update
+ * form used by mostly-concurrent collectors:
+ *
+ *     a black object points to a white one only if a page or card holding
+ *     the black object has been recorded as written since it was scanned,
+ *     or the white object is also reachable from a grey one or a root.
+ *
+ * Every barrier kind keeps it the same way: it records, at page or card
+ * granularity, every write made after it was armed, and arming precedes
+ * the first scan.  A write into a black object dirties its page; the
+ * pre-clean and final rescans of dirty pages make the object grey again.
+ * Roots (stacks, registers, statics, TLS) are not barriered: the final
+ * pause scans them all again, with the world stopped.  Objects allocated
+ * during marking are black and never scanned — their pages were armed, so
+ * whatever the program writes into them is rescanned in turn.  In the
+ * final pause, the dirty pages and roots are the only places a black-to-
+ * white edge can hide, and both are rescanned with the world stopped,
+ * restoring the strong invariant before the sweep.
  */
 #include "internal.h"
 
@@ -62,6 +82,8 @@
 #define PACKET 512                /* entries (pointer, length) in a packet */
 #define SCAN_PIECE (128u << 10)   /* large objects are scanned in pieces   */
 #define MAX_MARKERS 64
+#define ASSIST_FIRST 48           /* markers[48..63] belong to assists      */
+#define MAX_HELPERS ASSIST_FIRST
 
 struct mstack {
     uintptr_t *v; /* pairs: base, length */
@@ -100,7 +122,8 @@ static struct {
           .start = PTHREAD_COND_INITIALIZER, .finished = PTHREAD_COND_INITIALIZER};
 
 _Atomic uint64_t tern_marked_bytes;
-static bool single_marker; /* one marker: mark bits need no atomic update */
+static bool single_marker; /* one marker, world stopped: plain mark-bit updates */
+static _Atomic int assist_hungry; /* an assist found the pool empty */
 static _Atomic int overflowed;
 
 /* ---- mark stacks ---------------------------------------------------------- */
@@ -249,8 +272,12 @@ static void drain(struct marker *m) {
             qh = (qh + 1) % PREFETCH_DEPTH;
             qn--;
             scan_range(m, b, b + l);
-            if ((++tick & 15) == 0 && m->st.n > 64 && atomic_load_explicit(&pool.waiting, memory_order_relaxed))
+            if ((++tick & 15) == 0 && m->st.n > 64 &&
+                (atomic_load_explicit(&pool.waiting, memory_order_relaxed) ||
+                 atomic_load_explicit(&assist_hungry, memory_order_relaxed))) {
+                atomic_store_explicit(&assist_hungry, 0, memory_order_relaxed);
                 donate(m);
+            }
         }
         pthread_mutex_lock(&pool.lock);
         if (pool.full) {
@@ -290,12 +317,19 @@ static void *marker_main(void *arg) {
      * pthread_sigmask, not Tern's filtering one). */
     sigset_t all;
     sigfillset(&all);
+    sigdelset(&all, SIGSEGV); /* faults must reach their handlers */
+    sigdelset(&all, SIGBUS);
     int (*mask)(int, const sigset_t *, sigset_t *) = tern_real_sigmask();
     if (mask) mask(SIG_BLOCK, &all, NULL);
+    tern_roots_collector_thread();
     for (;;) {
         pthread_mutex_lock(&pool.lock);
         while (pool.round == m->seen) pthread_cond_wait(&pool.start, &pool.lock);
         m->seen = pool.round;
+        if ((size_t)(m - markers) >= pool.active) { /* not needed this round */
+            pthread_mutex_unlock(&pool.lock);
+            continue;
+        }
         pthread_mutex_unlock(&pool.lock);
         drain(m);
         pthread_mutex_lock(&pool.lock);
@@ -309,7 +343,7 @@ static void *marker_main(void *arg) {
 /* Start marker threads up to want-1 helpers; a thread that cannot start
  * means fewer markers, not an error. */
 static unsigned ensure_helpers(unsigned want) {
-    if (want > MAX_MARKERS) want = MAX_MARKERS;
+    if (want > MAX_HELPERS) want = MAX_HELPERS;
     while (nhelpers + 1 < want) {
         struct marker *m = &markers[nhelpers + 1];
         m->seen = pool.round; /* join from the next round on */
@@ -319,6 +353,14 @@ static unsigned ensure_helpers(unsigned want) {
     return nhelpers + 1;
 }
 
+/* Start marker threads, with the world running: creating a thread
+ * allocates and takes C library locks that a stopped thread may hold. */
+void tern_mark_prepare(unsigned want) { ensure_helpers(want); }
+
+static unsigned usable_markers(unsigned want) {
+    return want < nhelpers + 1 ? (want ? want : 1) : nhelpers + 1;
+}
+
 /* Run one parallel drain round with n markers (the caller is marker 0). */
 static void parallel_drain(unsigned n) {
     pthread_mutex_lock(&pool.lock);
@@ -326,6 +368,7 @@ static void parallel_drain(unsigned n) {
     pool.idle = 0;
     pool.done = false;
     pool.left = n - 1;
+    atomic_store(&pool.waiting, 0);
     pool.round++;
     pthread_cond_broadcast(&pool.start);
     pthread_mutex_unlock(&pool.lock);
@@ -422,27 +465,238 @@ static void checkmark(void) {
     }
 }
 
-/* World stopped: mark everything reachable from the roots.  Returns the
- * CPU time the helper markers spent. */
-uint64_t tern_mark_roots_and_drain(unsigned want) {
-    unsigned n = ensure_helpers(want);
-    single_marker = n == 1;
-    for (unsigned i = 0; i < n; i++) markers[i].marked = markers[i].cpu_ns = 0;
-    uint64_t cpu0 = tern_thread_cpu_ns();
-    tern_roots_scan(scan_root, &markers[0]);
-    markers[0].cpu_ns += tern_thread_cpu_ns() - cpu0;
-    parallel_drain(n);
-    while (atomic_exchange(&overflowed, 0)) {
-        rescan_overflowed(&markers[0]);
-        parallel_drain(n);
-    }
-    if (tern_cfg.checkmark) checkmark();
+static void reset_markers(void) {
+    for (unsigned i = 0; i < MAX_MARKERS; i++) markers[i].marked = markers[i].cpu_ns = 0;
+}
+
+/* Sum the markers' figures into the cycle's; returns the CPU time of all
+ * markers but the collecting thread's own. */
+static uint64_t account(unsigned n) {
     uint64_t marked = 0, cpu = 0;
-    for (unsigned i = 0; i < n; i++) marked += markers[i].marked, cpu += markers[i].cpu_ns;
+    for (unsigned i = 0; i < MAX_MARKERS; i++) marked += markers[i].marked, cpu += markers[i].cpu_ns;
     atomic_store(&tern_marked_bytes, marked);
     atomic_fetch_add(&tern_stats_g.mark_cpu_ns, cpu);
     atomic_store(&tern_stats_g.markers, n);
     return cpu - markers[0].cpu_ns;
+}
+
+/* Drain with n markers until no work is left anywhere, overflowed spans
+ * included. */
+static void drain_all(unsigned n) {
+    for (;;) {
+        parallel_drain(n);
+        if (atomic_exchange(&overflowed, 0)) {
+            rescan_overflowed(&markers[0]);
+            continue;
+        }
+        pthread_mutex_lock(&pool.lock);
+        bool more = pool.full != NULL;
+        pthread_mutex_unlock(&pool.lock);
+        if (!more && !markers[0].st.n) return;
+    }
+}
+
+/* TERN_BARRIER=stw.  World stopped: mark everything reachable from the
+ * roots.  Returns the CPU time the helper markers spent. */
+uint64_t tern_mark_roots_and_drain(unsigned want) {
+    unsigned n = usable_markers(want);
+    single_marker = n == 1;
+    reset_markers();
+    uint64_t cpu0 = tern_thread_cpu_ns();
+    tern_roots_scan(scan_root, &markers[0]);
+    markers[0].cpu_ns += tern_thread_cpu_ns() - cpu0;
+    drain_all(n);
+    if (tern_cfg.checkmark) checkmark();
+    return account(n);
+}
+
+/* ---- the concurrent cycle (collect.c drives it) ------------------------------- */
+
+/* Assists run only while marking is concurrent; the final pause takes the
+ * write side, so no thread is ever stopped in the middle of an assist with
+ * grey objects on a private stack. */
+static pthread_rwlock_t assist_lock;
+static pthread_once_t assist_once = PTHREAD_ONCE_INIT;
+static _Atomic int assists_open;
+static _Atomic uint8_t assist_busy[MAX_MARKERS - ASSIST_FIRST];
+_Atomic uint64_t tern_assist_ns;
+
+static void assist_init(void) {
+    pthread_rwlockattr_t a;
+    pthread_rwlockattr_init(&a);
+    pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&assist_lock, &a);
+}
+
+/* Push m's whole stack to the shared pool. */
+static void give_back(struct marker *m) {
+    while (m->st.n) {
+        size_t k = m->st.n < PACKET ? m->st.n : PACKET;
+        pthread_mutex_lock(&pool.lock);
+        struct packet *p = packet_get_empty();
+        if (!p) { /* no memory for a packet: rescan the spans instead */
+            pthread_mutex_unlock(&pool.lock);
+            for (size_t i = 0; i < m->st.n; i++) {
+                struct span *s = span_of(m->st.v[2 * i]);
+                if (s) atomic_store(&s->rescan, 1);
+            }
+            atomic_store(&overflowed, 1);
+            m->st.n = 0;
+            return;
+        }
+        p->n = k;
+        m->st.n -= k;
+        memcpy(p->v, m->st.v + 2 * m->st.n, sizeof(uintptr_t) * 2 * k);
+        p->next = pool.full;
+        pool.full = p;
+        pthread_cond_signal(&pool.work);
+        pthread_mutex_unlock(&pool.lock);
+    }
+}
+
+/* World stopped (start pause): scan the roots.  Marking stays concurrent
+ * from here on: mark bits are set atomically. */
+void tern_mark_start(void) {
+    pthread_once(&assist_once, assist_init);
+    single_marker = false;
+    reset_markers();
+    atomic_store(&overflowed, 0);
+    uint64_t cpu0 = tern_thread_cpu_ns();
+    tern_roots_scan(scan_root, &markers[0]);
+    markers[0].cpu_ns += tern_thread_cpu_ns() - cpu0;
+}
+
+/* World running: drain with n background markers until no work is left,
+ * then let assists in. */
+void tern_mark_concurrent(unsigned want) {
+    unsigned n = usable_markers(want);
+    atomic_store(&assists_open, 1);
+    drain_all(n);
+}
+
+static void dirty_range(uintptr_t lo, uintptr_t hi, void *arg);
+
+/* World running: one pre-cleaning round.  Returns the pages found written. */
+size_t tern_mark_preclean(unsigned want) {
+    uint64_t cpu0 = tern_thread_cpu_ns();
+    size_t pages = tern_barrier_collect(dirty_range, &markers[0], false);
+    markers[0].cpu_ns += tern_thread_cpu_ns() - cpu0;
+    tern_mark_concurrent(want);
+    return pages;
+}
+
+/* Before the final pause (world running): close the assists. */
+void tern_mark_close_assists(void) {
+    pthread_once(&assist_once, assist_init);
+    atomic_store(&assists_open, 0);
+    pthread_rwlock_wrlock(&assist_lock);
+}
+
+void tern_mark_open_assists(void) { pthread_rwlock_unlock(&assist_lock); }
+
+/* World stopped (final pause): rescan what was written and the roots,
+ * drain with every marker, check.  Returns the pages found written; *cpu
+ * gets the helpers' CPU time. */
+size_t tern_mark_finish(unsigned want, uint64_t *helper_cpu) {
+    unsigned n = usable_markers(want);
+    uint64_t cpu0 = tern_thread_cpu_ns();
+    size_t pages = tern_barrier_collect(dirty_range, &markers[0], true);
+    tern_roots_scan(scan_root, &markers[0]);
+    markers[0].cpu_ns += tern_thread_cpu_ns() - cpu0;
+    single_marker = n == 1;
+    drain_all(n);
+    if (tern_cfg.checkmark) checkmark();
+    *helper_cpu = account(n);
+    return pages;
+}
+
+/* A mutator allocated `bytes` past the goal while marking runs: scan about
+ * twice as much, taking work from the shared pool. */
+void tern_mark_assist(uint64_t bytes) {
+    if (!atomic_load_explicit(&assists_open, memory_order_relaxed)) return;
+    if (pthread_rwlock_tryrdlock(&assist_lock) != 0) return;
+    unsigned k;
+    for (k = 0; k < MAX_MARKERS - ASSIST_FIRST; k++)
+        if (!atomic_exchange(&assist_busy[k], 1)) break;
+    if (k == MAX_MARKERS - ASSIST_FIRST || !atomic_load(&assists_open)) {
+        if (k < MAX_MARKERS - ASSIST_FIRST) atomic_store(&assist_busy[k], 0);
+        pthread_rwlock_unlock(&assist_lock);
+        return;
+    }
+    struct marker *m = &markers[ASSIST_FIRST + k];
+    uint64_t t0 = tern_now_ns(), cpu0 = tern_thread_cpu_ns(), budget = 2 * bytes, done = 0;
+    while (done < budget) {
+        uintptr_t b, l;
+        if (!pop(m, &b, &l)) {
+            pthread_mutex_lock(&pool.lock);
+            struct packet *p = pool.full;
+            if (p) {
+                pool.full = p->next;
+                take(m, p);
+            }
+            pthread_mutex_unlock(&pool.lock);
+            if (!p) {
+                atomic_store_explicit(&assist_hungry, 1, memory_order_relaxed);
+                break;
+            }
+            continue;
+        }
+        scan_range(m, b, b + l);
+        done += l;
+    }
+    give_back(m);
+    m->cpu_ns += tern_thread_cpu_ns() - cpu0;
+    atomic_fetch_add(&tern_assist_ns, tern_now_ns() - t0);
+    atomic_store(&assist_busy[k], 0);
+    pthread_rwlock_unlock(&assist_lock);
+}
+
+/* A range the barrier reports written: every marked object overlapping it
+ * is grey again (only the overlapping part is queued: nothing else of the
+ * object changed). */
+static void dirty_range(uintptr_t lo, uintptr_t hi, void *arg) {
+    struct marker *m = arg;
+    while (lo < hi) {
+        struct chunk *c = chunk_of(lo);
+        if (!c) {
+            lo = ALIGN_UP(lo + 1, CHUNK_SIZE);
+            continue;
+        }
+        uintptr_t cend = (uintptr_t)c + c->size, e = hi < cend ? hi : cend;
+        size_t pg = (lo - (uintptr_t)c) >> PAGE_SHIFT;
+        while (lo < e) {
+            struct span *s = NULL;
+            size_t first = pg, np = 1;
+            if (c->huge) {
+                if (pg >= c->meta_pages) s = &c->spans[0], first = c->meta_pages, np = (c->size >> PAGE_SHIFT) - first;
+            } else {
+                unsigned f = __atomic_load_n(&c->pagemap[pg], __ATOMIC_ACQUIRE);
+                if (f) s = &c->spans[f - 1], first = f - 1, np = s->npages ? s->npages : 1;
+            }
+            uintptr_t send = (uintptr_t)c + ((first + np) << PAGE_SHIFT);
+            if (send > cend) send = cend;
+            unsigned st = s ? atomic_load_explicit(&s->state, memory_order_acquire) : SPAN_FREE;
+            if (st != SPAN_FREE && !s->noscan) {
+                uintptr_t base = s->base, lim = base + s->limit;
+                uintptr_t a = lo > base ? lo : base, b = e < lim ? e : lim;
+                if (a < b && !s->spanclass) {
+                    if (atomic_load(&s->mark[0]) & 1) push(m, s, a, b - a);
+                } else if (a < b && s->elemsize) {
+                    size_t i0 = span_slot(s, a - base), i1 = span_slot(s, b - 1 - base);
+                    for (size_t i = i0; i <= i1 && i < s->nelems; i++) {
+                        if (!bit_test(s->mark, i)) continue;
+                        uintptr_t ob = base + i * s->elemsize, oe = ob + s->elemsize;
+                        uintptr_t x = ob > a ? ob : a, y = oe < b ? oe : b;
+                        if (x < y) push(m, s, x, y - x);
+                    }
+                }
+            }
+            if (send <= lo) send = lo + PAGE_SIZE;
+            lo = send;
+            pg = (lo - (uintptr_t)c) >> PAGE_SHIFT;
+        }
+        lo = e;
+    }
 }
 
 /* In a forked child the marker threads are gone. */

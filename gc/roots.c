@@ -192,6 +192,12 @@ void tern_roots_set_scan_mappings(int on) {
 
 void tern_roots_set_cycle_hook(void (*fn)(int begin)) { cycle_hook = fn; }
 
+/* The collector's own threads: the hook hears begin = 2 once, and their
+ * allocations (thread creation) never come from the collected heap. */
+void tern_roots_collector_thread(void) {
+    if (cycle_hook) cycle_hook(2);
+}
+
 static void roots_cycle_hook(int begin) {
     if (cycle_hook) cycle_hook(begin);
 }

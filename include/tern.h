@@ -28,12 +28,28 @@ enum {
     TERN_EAGAIN   = -5, /* resource temporarily unavailable (threads)     */
 };
 
+/* Write barrier kinds (TERN_BARRIER; tern_options.barrier).  The
+ * collector marks concurrently with the program and needs to learn which
+ * heap pages the program wrote meanwhile: the kernel tells it (uffd,
+ * softdirty, mprotect), the program tells it (explicit: every pointer store
+ * into the heap goes through TERN_STORE / tern_store), or the whole cycle
+ * runs with the program stopped (stw). */
+enum tern_barrier {
+    TERN_BARRIER_AUTO = 0,  /* the first kind that works: uffd, softdirty, mprotect, stw */
+    TERN_BARRIER_UFFD,      /* userfaultfd async write-protect + PAGEMAP_SCAN          */
+    TERN_BARRIER_SOFTDIRTY, /* /proc/self/clear_refs + pagemap soft-dirty bits         */
+    TERN_BARRIER_MPROTECT,  /* read-only pages + SIGSEGV                               */
+    TERN_BARRIER_EXPLICIT,  /* the program calls TERN_STORE for heap pointer stores   */
+    TERN_BARRIER_STW,       /* no barrier: every cycle marks with the world stopped    */
+};
+
 /* Options for tern_init.  Zero means "default" (or the TERN_* variable). */
 struct tern_options {
     int gc_percent;       /* heap growth over live data before a cycle; <0 = off */
     int markers;          /* marker threads (default: number of cores)            */
     int trace;            /* 0, 1 or 2 (see TERN_TRACE)                           */
     size_t initial_heap;  /* bytes before the first collection (default 4 MiB)    */
+    int barrier;          /* enum tern_barrier (default: TERN_BARRIER or auto)     */
 };
 
 /* Figures a program can export.  All byte counts are bytes. */
@@ -56,7 +72,8 @@ struct tern_stats {
     uint32_t threads;           /* registered mutator threads now                 */
     uint32_t markers;           /* marker threads used by the last cycle          */
     uint32_t gc_percent;        /* current TERN_GC value (0 when off)             */
-    uint32_t reserved;
+    uint32_t barrier;           /* enum tern_barrier in use (never AUTO)         */
+    uint64_t pauses;            /* stop-the-world pauses so far                   */
 };
 
 void  *tern_malloc(size_t n);            /* zeroed, may hold pointers, scanned */
@@ -74,6 +91,25 @@ int tern_remove_roots(void *lo, void *hi);   /* remove a range added before     
 
 int tern_register_thread(void);          /* for threads not made by pthread_create */
 int tern_unregister_thread(void);
+
+/* The explicit write barrier.  Under TERN_BARRIER=explicit the program
+ * promises to store every pointer into a heap object this way; with any
+ * other barrier kind it is a plain store.  The fast path, while no cycle is
+ * marking, is a load, a branch and the store. */
+void tern_store(void **slot, void *value);
+extern int tern_marking_;                       /* internal: nonzero while marking */
+void tern_store_slow_(void **slot);             /* internal: records the store     */
+#define TERN_STORE(slot, value)                                              \
+    do {                                                                     \
+        void **tern_s_ = (void **)(slot);                                    \
+        *tern_s_ = (void *)(value);                                          \
+        if (__builtin_expect(__atomic_load_n(&tern_marking_, __ATOMIC_RELAXED), 0)) \
+            tern_store_slow_(tern_s_);                                       \
+    } while (0)
+/* After writing pointers into heap memory some other way (memcpy, read(2))
+ * under the explicit barrier, tell the collector which bytes changed. */
+void tern_written(void *p, size_t n);
+const char *tern_barrier_name(int barrier);     /* "uffd", "stw", ...        */
 
 int tern_get_stats(struct tern_stats *out);
 int tern_init(const struct tern_options *opts);  /* optional */

@@ -126,7 +126,10 @@ Test(env, defaults)
     run_defaults();
     cr_assert_str_empty(defaults.err, "no variable set: stderr must be empty, got:\n%s", defaults.err);
     cr_assert_gt(val(&defaults, "cycles_alloc"), 0, "64 MiB of garbage ran no collection");
-    cr_assert_eq(val(&defaults, "final_cycles"), val(&defaults, "cycles_alloc") + 1);
+    /* tern_collect runs one cycle that starts after the call; a background
+     * cycle still running when it was called may end first */
+    cr_assert_geq(val(&defaults, "final_cycles"), val(&defaults, "cycles_alloc") + 1);
+    cr_assert_leq(val(&defaults, "final_cycles"), val(&defaults, "cycles_alloc") + 2);
     cr_assert_gt(val(&defaults, "final_gc_percent"), 0);
     cr_assert_geq(val(&defaults, "final_markers"), 1);
 }
