@@ -30,12 +30,13 @@
  *             heap breaks under this kind: it is the last resort.
  *   explicit  the program calls TERN_STORE / tern_store for every pointer
  *             store into the heap (and tern_written after memcpy or read);
- *             the slow path, taken only while marking, sets the card.
+ *             the slow path, taken only while marking, shades the stored
+ *             object grey (an insertion barrier: mark.c), so this kind has
+ *             no written pages to report at all.
  *   stw       no barrier: the whole cycle runs with the world stopped.
  *
  * Cards.  Each chunk has one byte per card (a page of a normal chunk, a
- * 1/512th of a huge one).  The explicit and mprotect kinds record into
- * them; a collect clears a card before the marker rescans its range, so a
+ * 1/512th of a huge one).  The mprotect kind records into them; a collect clears a card before the marker rescans its range, so a
  * store racing with the rescan sets it again and is seen next round.
  *
  * New chunks mapped while armed are registered and protected at once (the
@@ -95,23 +96,14 @@ static void card_mark(struct chunk *c, uintptr_t a) {
         atomic_store_explicit(&c->cards[i], 1, memory_order_relaxed);
 }
 
-static void cards_mark_range(uintptr_t lo, uintptr_t hi) {
-    while (lo < hi) {
-        struct chunk *c = chunk_of(lo);
-        uintptr_t next = ALIGN_UP(lo + 1, CHUNK_SIZE);
-        if (c) {
-            uintptr_t e = hi < chunk_end(c) ? hi : chunk_end(c);
-            for (uintptr_t a = lo; a < e; a = ALIGN_UP(a + 1, (uintptr_t)1 << c->card_shift)) card_mark(c, a);
-            next = e;
-        }
-        lo = next;
-    }
-}
-
-TERN_API void tern_store_slow_(void **slot) {
+/* The explicit barrier is an insertion (Dijkstra) barrier: a stored
+ * pointer to a white object makes that object grey at once, so no black
+ * object ever points to a white one through a store the program made, and
+ * the final pause has no heap to rescan — only roots. */
+TERN_API void tern_store_slow_(void **slot, void *value) {
     if (tern_barrier_kind != TERN_BARRIER_EXPLICIT || !atomic_load_explicit(&armed, memory_order_relaxed)) return;
-    struct chunk *c = chunk_of((uintptr_t)slot);
-    if (c) card_mark(c, (uintptr_t)slot);
+    (void)slot;
+    tern_mark_shade(value);
 }
 
 TERN_API void tern_store(void **slot, void *value) { TERN_STORE(slot, value); }
@@ -119,7 +111,7 @@ TERN_API void tern_store(void **slot, void *value) { TERN_STORE(slot, value); }
 TERN_API void tern_written(void *p, size_t n) {
     if (!p || !n || tern_barrier_kind != TERN_BARRIER_EXPLICIT || !atomic_load_explicit(&armed, memory_order_relaxed))
         return;
-    cards_mark_range((uintptr_t)p, (uintptr_t)p + n);
+    tern_mark_shade_range((uintptr_t)p, (uintptr_t)p + n);
 }
 
 /* Report each run of set cards of c (clearing them first) to fn.  For
@@ -408,9 +400,6 @@ void tern_barrier_arm(void) {
         atomic_store(&armed, 1);
         for (struct chunk *c = tern_heap.chunks; c; c = c->next) protect_chunk(c, true);
         break;
-    case TERN_BARRIER_EXPLICIT:
-        cards_clear_all();
-        break;
     }
     atomic_store(&armed, 1);
     pthread_mutex_unlock(&tern_heap.lock);
@@ -441,7 +430,6 @@ size_t tern_barrier_collect(tern_dirty_fn fn, void *arg, bool final) {
         switch (tern_barrier_kind) {
         case TERN_BARRIER_SOFTDIRTY: found += softdirty_collect(c, fn, arg); break;
         case TERN_BARRIER_MPROTECT: found += cards_collect(c, fn, arg, !final); break;
-        case TERN_BARRIER_EXPLICIT: found += cards_collect(c, fn, arg, false); break;
         }
     }
     if (!final) pthread_mutex_unlock(&tern_heap.lock);

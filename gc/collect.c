@@ -95,6 +95,8 @@ static void stw_cycle(struct thread *self, const char *why, bool full_sweep) {
 #define MAX_PRECLEAN_ROUNDS 8
 #define PRECLEAN_ENOUGH 64   /* pages: few enough to leave for the pause */
 
+extern _Atomic int tern_assist_hard;
+
 static void concurrent_cycle(const char *why) {
     pthread_mutex_lock(&tern_gc_lock);
     atomic_store(&gc_running, 1);
@@ -113,6 +115,7 @@ static void concurrent_cycle(const char *why) {
     uint64_t before = atomic_load(&tern_in_use);
     uint64_t alloc0 = atomic_load(&tern_stats_g.allocated_bytes);
     tern_stop_world();
+    uint64_t stop1 = tern_now_ns() - t0;
     tern_mark_start();
     atomic_store(&tern_gc_black, 1);
     if (tern_barrier_kind == TERN_BARRIER_EXPLICIT) __atomic_store_n(&tern_marking_, 1, __ATOMIC_SEQ_CST);
@@ -127,23 +130,41 @@ static void concurrent_cycle(const char *why) {
     tern_mark_concurrent(nbg);                             /* 5 */
     unsigned rounds = 0;                                   /* 6 */
     size_t precleaned = 0;
+    /* Pre-cleaning converges when the program writes fewer pages during a
+     * round than the round rescans.  Rounds that do not shrink enough make
+     * allocating threads assist harder (pacing their writes), round after
+     * round, as Go's assists pace allocation. */
+    size_t last = SIZE_MAX;
     while (tern_barrier_can_preclean() && rounds < MAX_PRECLEAN_ROUNDS) {
         size_t pages = tern_mark_preclean(nbg);
         precleaned += pages;
         rounds++;
         if (pages <= PRECLEAN_ENOUGH) break;
+        if (pages > last / 2 && atomic_load(&tern_assist_factor) < 64) {
+            atomic_store(&tern_assist_factor, atomic_load(&tern_assist_factor) * 2);
+            atomic_store(&tern_assist_hard, 1);
+        }
+        last = pages;
     }
+    atomic_store(&tern_assist_factor, 2);
+    atomic_store(&tern_assist_hard, 0);
+    /* Close the assists (waiting for any in flight) and drain what they
+     * handed back, then clean once more, so the pause finds little. */
+    tern_mark_close_assists();
+    precleaned += tern_mark_preclean(nbg);
+    rounds++;
     uint64_t mark_wall = tern_now_ns() - tm;
 
-    tern_mark_close_assists();                             /* 7 */
-    tern_roots_prepare();
+    tern_roots_prepare();                                  /* 7 */
     pthread_mutex_lock(&tern_threads_lock);
     tern_central_lock_all();
     pthread_mutex_lock(&tern_heap.lock);
     uint64_t t1 = tern_now_ns();
     tern_stop_world();
+    uint64_t stop2 = tern_now_ns() - t1;
     uint64_t helper_cpu;
     size_t final_pages = tern_mark_finish(nall, &helper_cpu);
+    uint64_t fin2 = tern_now_ns() - t1;
 
     uint64_t marked = atomic_load(&tern_marked_bytes);     /* 8 */
     for (struct thread *t = tern_threads; t; t = t->next) tern_tcache_publish(t->tc);
@@ -183,6 +204,9 @@ static void concurrent_cycle(const char *why) {
                  pause1 / 1e6, pause2 / 1e6, mark_wall / 1e6, mark_cpu / 1e6,
                  (atomic_load(&tern_assist_ns) - assist0) / 1e6, rounds, precleaned, final_pages, before / MiB,
                  after / MiB, marked / MiB, goalbuf, threads, nbg, nall, why);
+        if (tern_cfg.trace >= 2)
+            tern_log("tern: gc %llu detail: start pause: stop %.3f ms; final pause: stop %.3f ms, mark %.3f ms\n",
+                     (unsigned long long)cycle, stop1 / 1e6, stop2 / 1e6, (fin2 - stop2) / 1e6);
     }
 }
 
@@ -298,10 +322,13 @@ void tern_gc_for(const char *why, bool full_sweep, uint64_t extra) {
     pthread_mutex_unlock(&tern_gc_lock);
 }
 
-/* Allocation past the goal while marking: help the marker. */
+/* Allocation while marking: help the marker when past the goal, or
+ * always while pre-cleaning fails to converge (tern_assist_hard). */
+_Atomic int tern_assist_hard;
 void tern_gc_assist(uint64_t bytes) {
     if (atomic_load_explicit(&tern_gc_black, memory_order_relaxed) &&
-        atomic_load_explicit(&tern_in_use, memory_order_relaxed) > atomic_load_explicit(&tern_next_gc, memory_order_relaxed))
+        (atomic_load_explicit(&tern_assist_hard, memory_order_relaxed) ||
+         atomic_load_explicit(&tern_in_use, memory_order_relaxed) > atomic_load_explicit(&tern_next_gc, memory_order_relaxed)))
         tern_mark_assist(bytes);
 }
 

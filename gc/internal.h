@@ -88,6 +88,7 @@ enum span_state {
 
 struct tc_class;
 struct chunk;
+struct shade_buf;
 
 struct span {
     uintptr_t base;           /* address of slot 0                          */
@@ -299,6 +300,9 @@ struct thread {
                                       (compilers keep pointers there too) */
     struct tcache *tc;
     int external;                  /* registered by tern_register_thread   */
+    _Atomic uintptr_t shade_val;   /* explicit barrier: value being shaded */
+    _Atomic uintptr_t shade_lo, shade_hi; /* ... range being shaded        */
+    struct shade_buf *_Atomic shade; /* ... values it shaded (mark.c)      */
     struct tcache tcache;          /* the thread's allocation cache        */
 };
 extern pthread_mutex_t tern_threads_lock;
@@ -347,7 +351,11 @@ void tern_mark_close_assists(void);                    /* before the final pause
 void tern_mark_open_assists(void);
 size_t tern_mark_finish(unsigned markers, uint64_t *helper_cpu); /* final pause */
 void tern_mark_assist(uint64_t bytes);                 /* a mutator helps */
+void tern_mark_shade(void *value);                     /* explicit barrier */
+void tern_mark_shade_range(uintptr_t lo, uintptr_t hi); /* explicit barrier */
+void tern_mark_thread_exit(struct thread *t);          /* hand over its shades */
 extern _Atomic uint64_t tern_assist_ns;
+extern _Atomic unsigned tern_assist_factor;
 void tern_markers_atfork_child(void);
 extern _Atomic uint64_t tern_marked_bytes;
 static inline bool bit_test(_Atomic uint64_t *bm, size_t i) {

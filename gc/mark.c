@@ -78,6 +78,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #define PACKET 512                /* entries (pointer, length) in a packet */
 #define SCAN_PIECE (128u << 10)   /* large objects are scanned in pieces   */
@@ -510,6 +511,178 @@ uint64_t tern_mark_roots_and_drain(unsigned want) {
     return account(n);
 }
 
+/* ---- the explicit barrier: shading (TERN_BARRIER=explicit) -------------------
+
+ * A store of a pointer to a white object records the pointer in the
+ * storing thread's shade buffer; the collector marks what the buffers hold
+ * in the pre-cleaning rounds and, for the buffers of stopped threads and
+ * the value each thread is shading right now, in the final pause.  The
+ * program never writes a mark bit: a thread stopped anywhere in the
+ * barrier leaves at worst a value recorded twice, or recorded late in a
+ * buffer the next cycle's start pause empties — and every recorded value
+ * is checked by mark_word like any conservative root, so a stale one costs
+ * nothing but a lookup. */
+#define SHADE_CAP 1022
+struct shade_buf {
+    struct shade_buf *next;
+    _Atomic size_t n;
+    uintptr_t v[SHADE_CAP];
+};
+static struct shade_buf *_Atomic shade_full, *_Atomic shade_free;
+static pthread_mutex_t shade_orphan_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct shade_buf *shade_orphan; /* for threads Tern does not know */
+
+static void shade_list_push(struct shade_buf *_Atomic *list, struct shade_buf *b) {
+    struct shade_buf *h = atomic_load(list);
+    do b->next = h;
+    while (!atomic_compare_exchange_weak(list, &h, b));
+}
+
+static struct shade_buf *shade_buf_get(void) {
+    struct shade_buf *b = atomic_exchange(&shade_free, NULL);
+    if (b) {
+        for (struct shade_buf *r = b->next, *nx; r; r = nx) {
+            nx = r->next;
+            shade_list_push(&shade_free, r);
+        }
+    } else {
+        b = mmap(NULL, sizeof *b, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (b == MAP_FAILED) return NULL;
+    }
+    b->next = NULL;
+    atomic_store(&b->n, 0);
+    return b;
+}
+
+/* Could w point to an object not marked yet? */
+static inline bool maybe_white(uintptr_t w) {
+    struct span *s = span_of(w);
+    if (!s || atomic_load_explicit(&s->state, memory_order_acquire) == SPAN_FREE) return false;
+    uintptr_t off = w - s->base;
+    if (off >= s->limit) return false;
+    size_t i = span_slot(s, off);
+    return !((atomic_load_explicit(&s->mark[i / 64], memory_order_relaxed) >> (i % 64)) & 1);
+}
+
+static void shade_record(struct shade_buf *_Atomic *slot, uintptr_t w) {
+    struct shade_buf *b = atomic_load_explicit(slot, memory_order_relaxed);
+    if (!b || atomic_load_explicit(&b->n, memory_order_relaxed) == SHADE_CAP) {
+        struct shade_buf *nb = shade_buf_get();
+        if (!nb) { /* no memory: the span is rescanned instead */
+            struct span *s = span_of(w);
+            if (s) atomic_store(&s->rescan, 1);
+            atomic_store(&overflowed, 1);
+            return;
+        }
+        if (b) shade_list_push(&shade_full, b);
+        atomic_store(slot, nb);
+        b = nb;
+    }
+    size_t n = atomic_load_explicit(&b->n, memory_order_relaxed);
+    b->v[n] = w;
+    atomic_signal_fence(memory_order_seq_cst);
+    atomic_store_explicit(&b->n, n + 1, memory_order_relaxed);
+}
+
+static void shade_words(uintptr_t lo, uintptr_t hi) {
+    struct thread *t = tern_thread_self();
+    if (t) {
+        for (uintptr_t p = ALIGN_UP(lo, sizeof(uintptr_t)); p + sizeof(uintptr_t) <= hi; p += sizeof(uintptr_t)) {
+            uintptr_t w = *(volatile uintptr_t *)p;
+            if (maybe_white(w)) shade_record(&t->shade, w);
+        }
+        return;
+    }
+    pthread_mutex_lock(&shade_orphan_lock);
+    for (uintptr_t p = ALIGN_UP(lo, sizeof(uintptr_t)); p + sizeof(uintptr_t) <= hi; p += sizeof(uintptr_t)) {
+        uintptr_t w = *(volatile uintptr_t *)p;
+        if (maybe_white(w)) shade_record((struct shade_buf *_Atomic *)&shade_orphan, w);
+    }
+    pthread_mutex_unlock(&shade_orphan_lock);
+}
+
+void tern_mark_shade(void *value) {
+    uintptr_t w = (uintptr_t)value;
+    if (!maybe_white(w)) return;
+    struct thread *t = tern_thread_self();
+    if (!t) {
+        shade_words((uintptr_t)&w, (uintptr_t)&w + sizeof w);
+        return;
+    }
+    atomic_store_explicit(&t->shade_val, w, memory_order_relaxed);
+    atomic_signal_fence(memory_order_seq_cst);
+    shade_record(&t->shade, w);
+    atomic_signal_fence(memory_order_seq_cst);
+    atomic_store_explicit(&t->shade_val, 0, memory_order_relaxed);
+}
+
+void tern_mark_shade_range(uintptr_t lo, uintptr_t hi) {
+    struct thread *t = tern_thread_self();
+    if (t) {
+        atomic_store_explicit(&t->shade_lo, lo, memory_order_relaxed);
+        atomic_store_explicit(&t->shade_hi, hi, memory_order_relaxed);
+        atomic_signal_fence(memory_order_seq_cst);
+    }
+    shade_words(lo, hi);
+    if (t) {
+        atomic_signal_fence(memory_order_seq_cst);
+        atomic_store_explicit(&t->shade_hi, 0, memory_order_relaxed);
+    }
+}
+
+static void mark_values(struct marker *m, const uintptr_t *v, size_t n) {
+    uintptr_t hlo = atomic_load(&tern_heap.lo), hspan = atomic_load(&tern_heap.hi) - hlo;
+    for (size_t i = 0; i < n; i++) mark_word(m, v[i], hlo, hspan);
+}
+
+/* Collector: mark what full shade buffers hold (world running or stopped). */
+static size_t shade_take_full(struct marker *m) {
+    size_t n = 0;
+    for (struct shade_buf *b = atomic_exchange(&shade_full, NULL), *nx; b; b = nx) {
+        nx = b->next;
+        size_t k = atomic_load(&b->n);
+        if (k > SHADE_CAP) k = SHADE_CAP;
+        mark_values(m, b->v, k);
+        n += k;
+        atomic_store(&b->n, 0);
+        shade_list_push(&shade_free, b);
+    }
+    return n;
+}
+
+/* World stopped: each thread's buffer and what it is shading right now. */
+static size_t shade_take_threads(struct marker *m, bool reset) {
+    size_t n = 0;
+    for (struct thread *t = tern_threads; t; t = t->next) {
+        struct shade_buf *b = atomic_load(&t->shade);
+        if (!reset) {
+            uintptr_t v = atomic_load(&t->shade_val);
+            if (v) mark_values(m, &v, 1);
+            uintptr_t lo = atomic_load(&t->shade_lo), hi = atomic_load(&t->shade_hi);
+            if (hi > lo) scan_range(m, lo, hi);
+            if (b) {
+                size_t k = atomic_load(&b->n);
+                mark_values(m, b->v, k > SHADE_CAP ? SHADE_CAP : k);
+                n += k;
+            }
+        }
+        if (b) atomic_store(&b->n, 0);
+        atomic_store(&t->shade_val, 0);
+        atomic_store(&t->shade_hi, 0);
+    }
+    if (shade_orphan) {
+        if (!reset) mark_values(m, shade_orphan->v, atomic_load(&shade_orphan->n));
+        atomic_store(&shade_orphan->n, 0);
+    }
+    return n;
+}
+
+/* A thread leaves: its buffer joins the full ones. */
+void tern_mark_thread_exit(struct thread *t) {
+    struct shade_buf *b = atomic_exchange(&t->shade, NULL);
+    if (b) shade_list_push(&shade_full, b);
+}
+
 /* ---- the concurrent cycle (collect.c drives it) ------------------------------- */
 
 /* Assists run only while marking is concurrent; the final pause takes the
@@ -520,6 +693,7 @@ static pthread_once_t assist_once = PTHREAD_ONCE_INIT;
 static _Atomic int assists_open;
 static _Atomic uint8_t assist_busy[MAX_MARKERS - ASSIST_FIRST];
 _Atomic uint64_t tern_assist_ns;
+_Atomic unsigned tern_assist_factor = 2; /* scan work per byte allocated */
 
 static void assist_init(void) {
     pthread_rwlockattr_t a;
@@ -563,6 +737,14 @@ void tern_mark_start(void) {
     atomic_store(&overflowed, 0);
     uint64_t cpu0 = tern_thread_cpu_ns();
     tern_roots_scan(scan_root, &markers[0]);
+    if (tern_barrier_kind == TERN_BARRIER_EXPLICIT) { /* values recorded late, after the last cycle */
+        shade_take_threads(&markers[0], true);
+        for (struct shade_buf *b = atomic_exchange(&shade_full, NULL), *nx; b; b = nx) {
+            nx = b->next;
+            atomic_store(&b->n, 0);
+            shade_list_push(&shade_free, b);
+        }
+    }
     markers[0].cpu_ns += tern_thread_cpu_ns() - cpu0;
 }
 
@@ -579,7 +761,8 @@ static void dirty_range(uintptr_t lo, uintptr_t hi, void *arg);
 /* World running: one pre-cleaning round.  Returns the pages found written. */
 size_t tern_mark_preclean(unsigned want) {
     uint64_t cpu0 = tern_thread_cpu_ns();
-    size_t pages = tern_barrier_collect(dirty_range, &markers[0], false);
+    size_t pages = tern_barrier_kind == TERN_BARRIER_EXPLICIT ? shade_take_full(&markers[0]) / 512
+                                                              : tern_barrier_collect(dirty_range, &markers[0], false);
     markers[0].cpu_ns += tern_thread_cpu_ns() - cpu0;
     tern_mark_concurrent(want);
     return pages;
@@ -600,7 +783,11 @@ void tern_mark_open_assists(void) { pthread_rwlock_unlock(&assist_lock); }
 size_t tern_mark_finish(unsigned want, uint64_t *helper_cpu) {
     unsigned n = usable_markers(want);
     uint64_t cpu0 = tern_thread_cpu_ns();
-    size_t pages = tern_barrier_collect(dirty_range, &markers[0], true);
+    size_t pages;
+    if (tern_barrier_kind == TERN_BARRIER_EXPLICIT)
+        pages = (shade_take_full(&markers[0]) + shade_take_threads(&markers[0], false)) / 512;
+    else
+        pages = tern_barrier_collect(dirty_range, &markers[0], true);
     tern_roots_scan(scan_root, &markers[0]);
     markers[0].cpu_ns += tern_thread_cpu_ns() - cpu0;
     single_marker = n == 1;
@@ -610,8 +797,8 @@ size_t tern_mark_finish(unsigned want, uint64_t *helper_cpu) {
     return pages;
 }
 
-/* A mutator allocated `bytes` past the goal while marking runs: scan about
- * twice as much, taking work from the shared pool. */
+/* A mutator allocated `bytes` while marking runs and it must help: scan
+ * tern_assist_factor times as much, taking work from the shared pool. */
 void tern_mark_assist(uint64_t bytes) {
     if (!atomic_load_explicit(&assists_open, memory_order_relaxed)) return;
     if (pthread_rwlock_tryrdlock(&assist_lock) != 0) return;
@@ -624,7 +811,8 @@ void tern_mark_assist(uint64_t bytes) {
         return;
     }
     struct marker *m = &markers[ASSIST_FIRST + k];
-    uint64_t t0 = tern_now_ns(), cpu0 = tern_thread_cpu_ns(), budget = 2 * bytes, done = 0;
+    uint64_t t0 = tern_now_ns(), cpu0 = tern_thread_cpu_ns(), done = 0;
+    uint64_t budget = bytes * atomic_load_explicit(&tern_assist_factor, memory_order_relaxed);
     while (done < budget) {
         uintptr_t b, l;
         if (!pop(m, &b, &l)) {
@@ -682,12 +870,17 @@ static void dirty_range(uintptr_t lo, uintptr_t hi, void *arg) {
                 if (a < b && !s->spanclass) {
                     if (atomic_load(&s->mark[0]) & 1) push(m, s, a, b - a);
                 } else if (a < b && s->elemsize) {
+                    /* runs of marked objects (objects allocated black lie
+                     * side by side) are queued as one range */
                     size_t i0 = span_slot(s, a - base), i1 = span_slot(s, b - 1 - base);
                     for (size_t i = i0; i <= i1 && i < s->nelems; i++) {
                         if (!bit_test(s->mark, i)) continue;
-                        uintptr_t ob = base + i * s->elemsize, oe = ob + s->elemsize;
+                        size_t j = i + 1;
+                        while (j <= i1 && j < s->nelems && bit_test(s->mark, j)) j++;
+                        uintptr_t ob = base + i * s->elemsize, oe = base + j * s->elemsize;
                         uintptr_t x = ob > a ? ob : a, y = oe < b ? oe : b;
                         if (x < y) push(m, s, x, y - x);
+                        i = j;
                     }
                 }
             }

@@ -10,7 +10,8 @@
  *
  * A concurrent cycle must start before the goal, so that the program's
  * allocation while the marker runs lands near it: the trigger is the goal
- * minus what the heap grew during the last marking (plus a tenth), kept
+ * minus what the heap grew during the last marking (scaled by the growth
+ * of live data, plus a fifth), kept
  * between 40% and 95% of the way from live data to the goal.  With the
  * stw barrier the trigger is the goal.  Past the goal while marking, an
  * allocating thread assists the marker (mark.c); far past it (half the
@@ -27,11 +28,18 @@ static uint64_t goal_for(uint64_t live) {
     return g < tern_cfg.initial_heap ? tern_cfg.initial_heap : g;
 }
 
+static uint64_t last_live; /* live data of the cycle before (collector only) */
+
+/* grown: how much the heap grew while the last cycle marked, which scales
+ * with the live data it had to mark. */
 static uint64_t trigger_for(uint64_t live, uint64_t goal, uint64_t grown) {
     if (goal == UINT64_MAX) return UINT64_MAX;
     if (!tern_concurrent() || goal <= live) return goal;
     uint64_t room = goal - live, lo = live + room / 10 * 4, hi = live + room / 20 * 19;
-    uint64_t t = grown ? (goal > grown + grown / 10 ? goal - grown - grown / 10 : 0) : live + room / 10 * 7;
+    uint64_t expect = grown;
+    if (grown && last_live && live > last_live) expect = (uint64_t)((double)grown * live / last_live);
+    expect += expect / 5;
+    uint64_t t = grown ? (goal > expect ? goal - expect : 0) : live + room / 10 * 7;
     return t < lo ? lo : t > hi ? hi : t;
 }
 
@@ -70,4 +78,5 @@ void tern_pacer_cycle_done(uint64_t live, uint64_t grown) {
     atomic_store(&tern_in_use, live);
     atomic_store(&tern_next_gc, goal);
     atomic_store(&tern_trigger, trigger_for(live, goal, grown));
+    last_live = live;
 }

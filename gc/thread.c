@@ -213,6 +213,7 @@ static struct thread *register_current(int external, uintptr_t hint_hi, struct s
 
 static void unregister(struct thread *t) {
     tern_tcache_flush(t->tc); /* before the lock: flushing may sweep */
+    tern_mark_thread_exit(t);
     pthread_mutex_lock(&tern_threads_lock);
     if (t->prev) t->prev->next = t->next;
     else tern_threads = t->next;

@@ -98,13 +98,14 @@ int tern_unregister_thread(void);
  * marking, is a load, a branch and the store. */
 void tern_store(void **slot, void *value);
 extern int tern_marking_;                       /* internal: nonzero while marking */
-void tern_store_slow_(void **slot);             /* internal: records the store     */
+void tern_store_slow_(void **slot, void *value); /* internal: shades the value     */
 #define TERN_STORE(slot, value)                                              \
     do {                                                                     \
         void **tern_s_ = (void **)(slot);                                    \
-        *tern_s_ = (void *)(value);                                          \
+        void *tern_v_ = (void *)(value);                                     \
+        *tern_s_ = tern_v_;                                                  \
         if (__builtin_expect(__atomic_load_n(&tern_marking_, __ATOMIC_RELAXED), 0)) \
-            tern_store_slow_(tern_s_);                                       \
+            tern_store_slow_(tern_s_, tern_v_);                              \
     } while (0)
 /* After writing pointers into heap memory some other way (memcpy, read(2))
  * under the explicit barrier, tell the collector which bytes changed. */
