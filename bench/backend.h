@@ -19,6 +19,13 @@
  *                      use it so malloc backends do the freeing work a
  *                      malloc program would have to do.
  *   COLLECT()          full collection (no-op on malloc backends)
+ *   TERN_STORE(slot, v) store of a heap pointer into a heap object: Tern's
+ *                      write barrier macro (needed under
+ *                      TERN_BARRIER=explicit, a plain store plus one
+ *                      predicted branch otherwise); a plain store on the
+ *                      other backends
+ *   tern_written(p, n) after memcpy of pointers into heap memory (Tern;
+ *                      nothing on the other backends)
  *   BK_IS_GC           1 on GC backends, 0 on malloc backends
  *   BK_NAME            "tern", "bdwgc" or "malloc"
  *   bk_stats(&s)       collector figures (cycles, pauses, heap); has_pauses
@@ -26,13 +33,17 @@
  *   bk_pause_poll()    call between steps of a pause workload: picks up the
  *                      pauses of cycles finished since the last call
  *   bk_pause_samples() every stop-the-world pause seen so far, in ns
- *   bk_print_stats()   prints the standard "RESULT gc_..." fields
+ *   bk_print_stats()   prints the standard "RESULT gc_..." fields (Tern
+ *                      adds gc_pauses= and barrier=, the kind in use)
  *
  * Pause accounting: Tern's comes from tern_get_stats (max_pause_ns,
  * total_pause_ns; single samples from last_pause_ns, read by
  * bk_pause_poll after each step).  bdwgc's comes from its collection event
  * callback: the time from GC_EVENT_PRE_STOP_WORLD to GC_EVENT_POST_START_WORLD
  * (the whole stopped mark phase; bdwgc sweeps lazily with the world running).
+ * With concurrent marking a Tern cycle has several short pauses; the
+ * runner takes every one of them from the TERN_TRACE=1 lines on stderr
+ * (bench/run.py), and last_pause_ns is only a rough sample.
  */
 #ifndef TERN_BENCH_BACKEND_H
 #define TERN_BENCH_BACKEND_H
@@ -65,6 +76,8 @@ struct bk_stats {
     uint64_t total_pause_ns; /* sum of stop-the-world pauses             */
     uint64_t max_pause_ns;   /* longest stop-the-world pause             */
     uint64_t heap_bytes;     /* collector heap size (0 when unknown)     */
+    uint64_t pauses;         /* stop-the-world pauses (0 when unknown)   */
+    const char *barrier;     /* Tern's write barrier kind, else NULL     */
 };
 
 /* Pause samples: filled by the bdwgc callback or by bk_pause_poll. */
@@ -123,6 +136,8 @@ static inline void bk_stats(struct bk_stats *o)
     o->total_pause_ns = s.total_pause_ns;
     o->max_pause_ns = s.max_pause_ns;
     o->heap_bytes = s.heap_bytes;
+    o->pauses = s.pauses;
+    o->barrier = tern_barrier_name((int)s.barrier);
 }
 
 static inline void bk_pause_poll(void)
@@ -187,6 +202,7 @@ static inline void bk_stats(struct bk_stats *o)
     o->total_pause_ns = bk_total_pause_ns;
     o->max_pause_ns = bk_max_pause_ns;
     o->heap_bytes = GC_get_heap_size();
+    o->pauses = bk_pauses;
 }
 
 static inline void bk_pause_poll(void) {}
@@ -208,6 +224,15 @@ static inline void bk_pause_poll(void) {}
 
 /* ------------------------------------------------------------ shared bits */
 
+#if !defined(BK_TERN)
+/* Tern's write barrier hooks are plain stores everywhere else. */
+#define TERN_STORE(slot, value)                                              \
+    do {                                                                     \
+        *(void **)(slot) = (void *)(value);                                  \
+    } while (0)
+#define tern_written(p, n) ((void)(p), (void)(n))
+#endif
+
 /* Prints the collector's own figures on one RESULT line. */
 static inline void bk_print_stats(void)
 {
@@ -217,12 +242,14 @@ static inline void bk_print_stats(void)
         printf("RESULT backend=%s gc_cycles=0\n", BK_NAME);
         return;
     }
-    printf("RESULT backend=%s gc_cycles=%llu gc_max_pause_ns=%llu "
+    printf("RESULT backend=%s gc_cycles=%llu gc_pauses=%llu gc_max_pause_ns=%llu "
            "gc_total_pause_ns=%llu gc_heap_bytes=%llu\n",
-           BK_NAME, (unsigned long long)s.cycles,
+           BK_NAME, (unsigned long long)s.cycles, (unsigned long long)s.pauses,
            (unsigned long long)s.max_pause_ns,
            (unsigned long long)s.total_pause_ns,
            (unsigned long long)s.heap_bytes);
+    if (s.barrier)
+        printf("RESULT barrier=%s\n", s.barrier);
 #if defined(BK_BDWGC)
     printf("RESULT bdwgc_full_gc_total_ms=%lu\n", GC_get_full_gc_total_time());
 #endif

@@ -25,6 +25,7 @@ import datetime
 import math
 import os
 import platform
+import re
 import shutil
 import signal
 import statistics
@@ -59,11 +60,16 @@ def _gcc_file(name):
 
 
 class Backend:
-    def __init__(self, name, build, gc, env=None, preload=None, note=""):
+    def __init__(self, name, build, gc, env=None, preload=None, note="", only=None):
         self.name, self.build, self.gc = name, build, gc
         self.env = env or {}
         self.preload = preload
         self.note = note
+        self.only = only  # None: every workload; else the workloads it runs
+
+    def barrier(self):
+        """The Tern write barrier kind this backend forces, or None."""
+        return self.env.get("TERN_BARRIER") if self.build == "tern" else None
 
     def available(self):
         if self.preload and not os.path.exists(self.preload):
@@ -74,8 +80,21 @@ class Backend:
 
 TERN_LIBDIR = os.environ.get("TERN_BENCH_LIBDIR", os.path.join(ROOT, ".libs"))
 
+# Tern's write barrier kinds (TERN_BARRIER), each a backend of its own for
+# the workloads that compare them (pause, barrier); "tern" is the default
+# (auto) everywhere.  Virtual kinds: the kernel finds the written pages.
+BARRIER_KINDS = ("uffd", "softdirty", "mprotect", "explicit", "stw")
+VIRTUAL_KINDS = ("uffd", "softdirty", "mprotect")
+KIND_WORKLOADS = ("pause", "barrier")
+
 BACKENDS = [
-    Backend("tern", "tern", True, note="Tern API, libtern.so"),
+    Backend("tern", "tern", True, note="Tern API, libtern.so (TERN_BARRIER from the environment, "
+            "default auto)"),
+] + [
+    Backend("tern-" + k, "tern", True, env={"TERN_BARRIER": k}, only=KIND_WORKLOADS,
+            note="Tern API, TERN_BARRIER=%s (pause and barrier workloads only)" % k)
+    for k in BARRIER_KINDS
+] + [
     Backend("bdwgc", "bdwgc", True, note="bdwgc, default markers"),
     Backend("bdwgc-m1", "bdwgc", True, env={"GC_MARKERS": "1"}, note="bdwgc, GC_MARKERS=1"),
     Backend("glibc", "malloc", False, note="glibc malloc/free"),
@@ -95,9 +114,17 @@ REFS = ("bdwgc", "glibc")   # ratio columns
 
 
 class Workload:
-    def __init__(self, name, src, args, kind, metric="wall", extras=(), desc=""):
+    def __init__(self, name, src, args, kind, metric="wall", extras=(), desc="", env=None,
+                 backends=None, matrix=True):
         self.name, self.src, self.args, self.kind = name, src, args, kind
         self.metric, self.extras, self.desc = metric, extras, desc
+        self.env = env or {}        # added to the child's environment
+        self.backends = backends    # None: every backend; else only these
+        self.matrix = matrix        # in the time matrix and ratio plot (needs bdwgc)
+
+
+def applies(w, b):
+    return (b.only is None or w.name in b.only) and (w.backends is None or b.name in w.backends)
 
 
 WORKLOADS = [
@@ -122,9 +149,11 @@ WORKLOADS = [
         "smoke": ["16", "100", "500", "{file}"],
         "quick": ["64", "200", "1000", "{file}"],
         "full": ["256", "200", "1000", "{file}"]}, "gc",
-        extras=("step_p50_us", "step_p99_us", "step_max_us", "pause_samples"),
+        extras=("step_p50_us", "step_p99_us", "step_max_us", "stw_n", "mmu_1ms", "mmu_10ms"),
+        env={"TERN_TRACE": "1"},
         desc="LIVE_MIB of 16..128-byte objects, REPLACE_PCT% of them replaced by one thread "
-             "in steps of BATCH objects; step latency and GC pauses recorded"),
+             "in steps of BATCH objects (table stores through TERN_STORE); step latency, "
+             "mutator utilisation and GC pauses recorded (Tern's from its TERN_TRACE=1 lines)"),
     Workload("churn", "churn", {
         "smoke": ["window", "10000", "1000000"],
         "quick": ["window", "100000", "5000000"],
@@ -167,6 +196,17 @@ WORKLOADS = [
         extras=("rss_init_kib", "rss_peak_sampled_kib", "rss_end_burst_kib", "rss_idle_final_kib"),
         desc="BURST_MIB of garbage with WINDOW_MIB live, then IDLE_MS idle, RSS sampled every "
              "SAMPLE_MS"),
+    Workload("barrier", "barrier", {
+        "smoke": ["4", "100000", "2"],
+        "quick": ["16", "2000000", "3"],
+        "full": ["64", "4000000", "5"]}, "tern",
+        extras=("setup_ms", "swap_ratio", "seq_ratio", "copy_ratio"),
+        env={"TERN_GC": "off"}, matrix=False,
+        backends=("tern",) + tuple("tern-" + k for k in BARRIER_KINDS),
+        desc="write barrier cost with no collection (TERN_GC=off): MIB of 64-byte nodes "
+             "(8 pointers) + MIB/4 of 64-pointer arrays; STORES random slot swaps, 16×STORES "
+             "sequential slot rotations, 16×STORES pointers memcpy'd; plain stores vs "
+             "TERN_STORE/tern_written, fastest of REPS: MIB STORES REPS"),
 ]
 
 SOURCES = sorted({w.src for w in WORKLOADS})
@@ -320,6 +360,7 @@ def parse_results(text):
 
 
 SPAWN = os.path.join(BUILD, "spawn")
+LOAD_AT_START = "%.2f %.2f %.2f" % os.getloadavg()  # other work on the machine skews timings
 
 
 def run_once(cmd, env, timeout, outf, errf):
@@ -385,7 +426,7 @@ def describe_failure(r, vals):
 
 
 def repro_cmd(w, b, mode):
-    env = ["%s=%s" % kv for kv in sorted(b.env.items())]
+    env = ["%s=%s" % kv for kv in sorted(dict(w.env, **b.env).items())]
     if b.preload:
         env.append("LD_PRELOAD=" + b.preload)
     exe = os.path.relpath(os.path.join(BUILD, "%s-%s" % (w.src, b.build)), ROOT)
@@ -393,10 +434,113 @@ def repro_cmd(w, b, mode):
     return " ".join((["env"] + env if env else []) + [exe] + argv)
 
 
-def child_env(b):
+TRACE_RE = re.compile(r"^tern: gc (\d+) @([0-9.]+)s (?:([a-z]+): )?.*?\bpause ([0-9.+]+) ms")
+ASSIST_RE = re.compile(r"\bassist ([0-9.]+) ms")
+
+
+def pctl(sorted_xs, p):
+    """Nearest rank, as the workloads' own percentiles: index round(p*(n-1))."""
+    if not sorted_xs:
+        return None
+    return sorted_xs[int(p * (len(sorted_xs) - 1) + 0.5)]
+
+
+def trace_pauses(path):
+    """From Tern's TERN_TRACE=1 lines: every stop-the-world pause (ns), the
+    kinds named, the number of cycles, the most pauses in one cycle and the
+    sum of the mutators' marking assists (ms; None when no line has any).  Each line's "pause A+B+...
+    ms" lists one cycle's pauses."""
+    pauses, kinds, cycles, most, assist = [], set(), 0, 0, None
+    try:
+        with open(path, errors="replace") as f:
+            for line in f:
+                m = TRACE_RE.match(line)
+                if not m:
+                    continue
+                cycles += 1
+                if m.group(3):
+                    kinds.add(m.group(3))
+                a = ASSIST_RE.search(line)
+                if a:
+                    assist = (assist or 0.0) + float(a.group(1))
+                xs = [x for x in m.group(4).split("+") if x]
+                most = max(most, len(xs))
+                pauses.extend(int(round(float(x) * 1e6)) for x in xs)
+    except OSError:
+        pass
+    return pauses, kinds, cycles, most, assist
+
+
+def pause_figures(b, rec, errf, notes):
+    """Stop-the-world pause figures of one pause-workload run, into
+    rec["vals"] (stw_n, stw_p50_ms, stw_p99_ms, stw_max_ms, stw_total_ms) and
+    rec["stw"] (every pause, ns).  Tern: from the TERN_TRACE lines on its
+    stderr; bdwgc: the "gc" lines of the samples file (its event callback
+    sees every pause)."""
+    v = rec["vals"]
+    tag = "pause × %s rep %d" % (b.name, rec["rep"])
+    if b.build == "tern":
+        xs, kinds, tcycles, most, assist = trace_pauses(errf)
+        if assist is not None:   # stw cycles have no assists
+            v["assist_ms"] = assist
+        # Cross-check the trace against tern_get_stats.
+        if v.get("gc_cycles") and not tcycles:
+            notes.append("%s: %d cycles but no TERN_TRACE lines parsed" % (tag, v["gc_cycles"]))
+        elif tcycles and v.get("gc_cycles") is not None and tcycles != v["gc_cycles"]:
+            notes.append("%s: %d trace lines, tern_get_stats counts %d cycles" % (
+                tag, tcycles, v["gc_cycles"]))
+        # A cycle still running at exit has counted its first pauses but
+        # printed no line yet: up to one cycle's worth fewer is expected.
+        if xs and v.get("gc_pauses") and not 0 <= v["gc_pauses"] - len(xs) < max(most, 1):
+            notes.append("%s: trace lines list %d pauses, tern_get_stats counts %d" % (
+                tag, len(xs), v["gc_pauses"]))
+        smax = v.get("gc_max_pause_ns")
+        if xs and isinstance(smax, float) and abs(max(xs) - smax) > 2000 + 0.01 * smax:
+            # The stats may hold a longer pause of a cycle that had not ended
+            # (so printed no line) when the workload read them; that pause
+            # is real, so the max below takes it.  Anything else is odd.
+            unfinished = v.get("gc_pauses", 0) > len(xs) and smax > max(xs)
+            if not unfinished:
+                notes.append("%s: longest traced pause %.3f ms, tern_get_stats max_pause "
+                             "%.3f ms" % (tag, max(xs) / 1e6, smax / 1e6))
+        if kinds and isinstance(v.get("barrier"), str) and kinds != {v["barrier"]}:
+            notes.append("%s: trace names kind(s) %s, tern_get_stats %s" % (
+                tag, ",".join(sorted(kinds)), v["barrier"]))
+    else:
+        xs = []
+        if rec.get("file") and os.path.exists(rec["file"]):
+            with open(rec["file"]) as f:
+                for line in f:
+                    k, x = line.split()[:2]
+                    if k == "gc":
+                        xs.append(int(x))
+    xs.sort()
+    rec["stw"] = xs
+    v["stw_n"] = float(len(xs))
+    if xs:
+        v["stw_p50_ms"] = pctl(xs, 0.5) / 1e6
+        v["stw_p99_ms"] = pctl(xs, 0.99) / 1e6
+        v["stw_max_ms"] = xs[-1] / 1e6
+        if b.build == "tern" and isinstance(v.get("gc_max_pause_ns"), float):
+            v["stw_max_ms"] = max(xs[-1], v["gc_max_pause_ns"]) / 1e6
+        v["stw_total_ms"] = sum(xs) / 1e6
+
+
+def kind_unavailable(b, vals):
+    """A tern-KIND backend whose run used another barrier kind (the kernel
+    lacks what KIND needs): the reason, else None."""
+    want = b.barrier()
+    got = vals.get("barrier")
+    if want and isinstance(got, str) and got != want:
+        return "TERN_BARRIER=%s not available here (ran %s)" % (want, got)
+    return None
+
+
+def child_env(b, w):
     env = dict(os.environ)
     for k in ("LD_PRELOAD", "GC_MARKERS", "GC_NPROCS"):
         env.pop(k, None)
+    env.update(w.env)
     env.update(b.env)
     if b.preload:
         env["LD_PRELOAD"] = b.preload
@@ -455,7 +599,14 @@ def aggregate(w, b, runs):
         cell["error"] = fails[0]["error"]
         cell["failed_runs"] = len(fails)
         return cell
+    na = [r["na"] for r in runs if r.get("na")]
+    if na:
+        cell["status"] = "n/a"
+        cell["error"] = na[0]
+        return cell
     cell["status"] = "ok"
+    kinds = sorted({r["vals"]["barrier"] for r in runs if isinstance(r["vals"].get("barrier"), str)})
+    cell["barrier"] = "/".join(kinds) if kinds else None
     cell["wall_s"] = med([r["wall"] for r in runs])
     cell["wall_min_s"] = min(r["wall"] for r in runs)
     cell["wall_max_s"] = max(r["wall"] for r in runs)
@@ -507,7 +658,7 @@ def write_runs_csv(path, allruns):
         for r in allruns:
             row = [r["workload"], r["backend"], r["rep"], "%.4f" % r["wall"], "%.4f" % r["user"],
                    "%.4f" % r["sys"], "" if r["maxrss_kib"] is None else r["maxrss_kib"], r["rc"],
-                   r["error"] or ""]
+                   r["error"] or ("n/a: " + r["na"] if r.get("na") else "")]
             row += ["" if r["vals"].get(k) is None else r["vals"][k] for k in keys]
             wr.writerow(row)
 
@@ -523,6 +674,7 @@ def sysinfo():
     except OSError:
         pass
     info["cores"] = os.cpu_count()
+    info["load"] = LOAD_AT_START
     info["kernel"] = platform.release()
     info["glibc"] = " ".join(platform.libc_ver())
 
@@ -548,8 +700,109 @@ def sysinfo():
     return info
 
 
+def goal_mark(ok):
+    return "✓" if ok else "✗"
+
+
+def pause_section(L, cells, backends, reps, args_str):
+    """The pause workload for each of Tern's barrier kinds next to bdwgc,
+    with issue #3's goals."""
+    rows = [b for b in backends if ("pause", b.name) in cells]
+    if not rows:
+        return
+    ref = cells.get(("pause", "bdwgc"))
+    ref = ref if ref and ref["status"] == "ok" else None
+    L.append("## Pause workload: Tern's barrier kinds and bdwgc\n")
+    L.append("`pause %s`. Stop-the-world pauses from each collector's own accounting (Tern: "
+             "every pause on its `TERN_TRACE=1` lines, a cycle's pauses are the `+`-separated "
+             "numbers; bdwgc: PRE_STOP_WORLD→POST_START_WORLD); p50/p99/max over the pauses "
+             "of one run, then the median over %d run(s), as is every other figure. Worst "
+             "step: the longest step (a batch of replacements) the mutator saw; assists: the "
+             "marking work Tern's mutator did inside allocation, summed over the run's trace "
+             "lines (a stall beside the pauses). MMU: minimum "
+             "mutator utilisation over any 1 ms / 10 ms window of the replacement phase, "
+             "from the mutator's own step timeline (definition in bench/README.md). "
+             "Goals (issue #3): max pause ≤ 1 ms with a virtual barrier (uffd, softdirty, "
+             "mprotect), ≤ 0.5 ms with explicit; time ≤ bdwgc's; peak RSS ≤ 0.8× bdwgc's "
+             "(✓/✗ beside the figure; ratios between medians of this run).\n" % (args_str, reps))
+    L.append("| backend | barrier | pauses | p50 ms | p99 ms | max ms | worst step ms "
+             "| assists ms | time s (×bdwgc) | peak RSS MiB (×bdwgc) | MMU 1 ms | MMU 10 ms |")
+    L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for b in rows:
+        c = cells[("pause", b.name)]
+        if c["status"] != "ok":
+            L.append("| %s | %s | %s | | | | | | | | | |" % (
+                b.name, b.barrier() or "–", ("**FAIL**: " if c["status"] == "FAIL" else "n/a: ")
+                + c.get("error", "")))
+            continue
+        v = c["vals"]
+        kind = c.get("barrier") if b.build == "tern" else None
+        pause_goal = None if kind is None else 1.0 if kind in VIRTUAL_KINDS else \
+            0.5 if kind == "explicit" else None
+
+        def ms(k):
+            return fmt(v.get(k)) if v.get(k) is not None else "–"
+        mx = ms("stw_max_ms")
+        if pause_goal is not None and v.get("stw_max_ms") is not None:
+            mx += " " + goal_mark(v["stw_max_ms"] <= pause_goal)
+        t = fmt(c["wall_s"])
+        r = fmt(c["maxrss_mib"])
+        if ref and b.name != "bdwgc":
+            tr = c["wall_s"] / ref["wall_s"]
+            rr = c["maxrss_mib"] / ref["maxrss_mib"]
+            t += " (%.2f%s)" % (tr, " " + goal_mark(tr <= 1.0) if b.build == "tern" else "")
+            r += " (%.2f%s)" % (rr, " " + goal_mark(rr <= 0.8) if b.build == "tern" else "")
+        step = v.get("step_max_us")
+        L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            b.name, kind or "–", "%d" % v["stw_n"] if v.get("stw_n") is not None else "–",
+            ms("stw_p50_ms"), ms("stw_p99_ms"), mx, fmt(step / 1e3) if step is not None else "–",
+            ms("assist_ms"), t, r, fmt(v.get("mmu_1ms")), fmt(v.get("mmu_10ms"))))
+    L.append("")
+
+
+def barrier_section(L, cells, backends, reps, args_str):
+    """The barrier workload: ns per store for each kind, against plain stores
+    with no barrier (tern-stw)."""
+    rows = [b for b in backends if ("barrier", b.name) in cells]
+    if not rows:
+        return
+    base = cells.get(("barrier", "tern-stw"))
+    base = base["vals"] if base and base["status"] == "ok" else None
+    L.append("## Write barrier cost (barrier workload, no collection running)\n")
+    L.append("`barrier %s` with `TERN_GC=off`. ns per pointer store (copy: per pointer "
+             "copied), the fastest of the repetitions inside each process, then the median over "
+             "%d run(s). Each kind is shown with the stores it needs: TERN_STORE and "
+             "tern_written under explicit, plain stores under the others (the kernel finds the "
+             "written pages); × divides by tern-stw's plain stores (no barrier at all). "
+             "Last column: TERN_STORE ÷ plain stores measured in the same process (the cost a "
+             "program pays for using TERN_STORE under that kind). setup: allocating and filling "
+             "the heap (first-touch cost of each kind).\n" % (args_str, reps))
+    L.append("| backend | barrier | setup ms | swap ns (×) | seq ns (×) | copy ns/ptr (×) "
+             "| TERN_STORE ÷ plain: swap / seq / copy |")
+    L.append("|---|---|---:|---:|---:|---:|---|")
+    for b in rows:
+        c = cells[("barrier", b.name)]
+        if c["status"] != "ok":
+            L.append("| %s | %s | %s | | | | |" % (
+                b.name, b.barrier() or "–", ("**FAIL**: " if c["status"] == "FAIL" else "n/a: ")
+                + c.get("error", "")))
+            continue
+        v = c["vals"]
+        kind = c.get("barrier") or "?"
+        style = "barrier" if kind == "explicit" else "plain"
+        cols = []
+        for pat in ("swap", "seq", "copy"):
+            x = v.get("%s_%s_ns" % (pat, style))
+            y = base.get("%s_plain_ns" % pat) if base else None
+            cols.append("%s (%s)" % (fmt(x, 2), fmt(x / y, 2) if x is not None and y else "n/a"))
+        L.append("| %s | %s | %s | %s | %s |" % (
+            b.name, kind, fmt(v.get("setup_ms")), " | ".join(cols),
+            " / ".join(fmt(v.get(p + "_ratio"), 2) for p in ("swap", "seq", "copy"))))
+    L.append("")
+
+
 def write_md(path, args, mode, reps, cells, workloads, backends, unavailable, info,
-             plots, elapsed, tern_msg):
+             plots, elapsed, tern_msg, notes=()):
     L = []
     L.append("# Tern benchmark results (%s)\n" % mode)
     L.append("Generated %s by `tools/bench%s` in %.0f s; %d repetition(s) per cell, "
@@ -557,9 +810,10 @@ def write_md(path, args, mode, reps, cells, workloads, backends, unavailable, in
                  datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
                  "" if mode == "full" else " --" + mode, elapsed, reps))
     L.append("Machine: %s, %s cores, Linux %s, %s; gcc %s; bdwgc %s; mimalloc %s; "
-             "Tern commit %s.\n" % (info.get("cpu", "?"), info.get("cores"), info.get("kernel"),
-                                    info.get("glibc"), info.get("gcc", "?"), info.get("bdwgc"),
-                                    info.get("mimalloc"), info.get("commit", "?")))
+             "Tern commit %s; load average (1/5/15 min) before the runs %s.\n" % (
+                 info.get("cpu", "?"), info.get("cores"), info.get("kernel"), info.get("glibc"),
+                 info.get("gcc", "?"), info.get("bdwgc"), info.get("mimalloc"),
+                 info.get("commit", "?"), info.get("load", "?")))
     envs = ["%s=%s" % (k, v) for k, v in sorted(os.environ.items())
             if k.startswith("TERN_") and k != "TERN_BENCH_LIBDIR"]
     if envs:
@@ -571,22 +825,35 @@ def write_md(path, args, mode, reps, cells, workloads, backends, unavailable, in
 
     # Matrix: workload x backend, median time and ratio vs bdwgc.
     L.append("## Time (median seconds; ×bdwgc in parentheses; lower is better)\n")
-    cols = backends + [b for b, _ in unavailable]
+    cols = [b for b in backends + [b for b, _ in unavailable] if b.only is None]
     L.append("| workload | " + " | ".join(b.name for b in cols) + " |")
     L.append("|---|" + "---:|" * len(cols))
     for w in workloads:
+        if not w.matrix:
+            continue
         row = []
         for b in cols:
             c = cells.get((w.name, b.name))
             if c is None:
                 row.append("n/a")
             elif c["status"] != "ok":
-                row.append("**FAIL**")
+                row.append("**FAIL**" if c["status"] == "FAIL" else "n/a")
             else:
                 r = c.get("ratio_vs_bdwgc")
                 row.append("%s (%s)" % (fmt(c["metric_s"]), fmt(r, 2) if r else "n/a"))
         L.append("| %s%s | %s |" % (w.name, "¹" if w.metric != "wall" else "", " | ".join(row)))
     L.append("\n¹ idle: time of the burst phase only (the idle sleep is excluded).\n")
+    wn = {w.name: w for w in workloads}
+    if "pause" in wn:
+        pause_section(L, cells, backends, reps,
+                      " ".join(wn["pause"].args[mode]).replace("{file}", "FILE"))
+    if "barrier" in wn:
+        barrier_section(L, cells, backends, reps, " ".join(wn["barrier"].args[mode]))
+    if notes:
+        L.append("## Anomalies seen in this run\n")
+        for n in notes:
+            L.append("- " + n)
+        L.append("")
 
     L.append("## All figures\n")
     L.append("Wall, CPU (user+sys) and peak RSS (ru_maxrss) are medians over the runs; "
@@ -602,9 +869,12 @@ def write_md(path, args, mode, reps, cells, workloads, backends, unavailable, in
             if c is None:
                 continue
             if c["status"] != "ok":
-                L.append("| %s | %s | FAIL | | | | | | | %s |" % (w.name, b.name, c["error"]))
+                L.append("| %s | %s | %s | | | | | | | %s |" % (
+                    w.name, b.name, "FAIL" if c["status"] == "FAIL" else "n/a", c["error"]))
                 continue
             notes = " ".join(human_extra(k, c["vals"].get(k)) for k in w.extras)
+            if c.get("barrier"):
+                notes = "barrier=%s " % c["barrier"] + notes
             if w.metric != "wall":
                 notes = "burst %.3fs " % c["metric_s"] + notes
             L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
@@ -612,7 +882,12 @@ def write_md(path, args, mode, reps, cells, workloads, backends, unavailable, in
                 "%d" % c["gc_cycles"] if c["gc_cycles"] is not None else "–",
                 fmt(c["gc_max_pause_ms"]) if c["gc_max_pause_ms"] is not None else "–",
                 fmt(c.get("ratio_vs_bdwgc"), 2), fmt(c.get("ratio_vs_glibc"), 2), notes))
-    fails = [c for c in cells.values() if c["status"] != "ok"]
+    fails = [c for c in cells.values() if c["status"] == "FAIL"]
+    nas = [c for c in cells.values() if c["status"] == "n/a"]
+    if nas:
+        L.append("\n## Not available here\n")
+        for c in nas:
+            L.append("- %s × %s: %s" % (c["workload"], c["backend"], c["error"]))
     if fails:
         L.append("\n## Failures\n")
         for c in fails:
@@ -624,6 +899,7 @@ def write_md(path, args, mode, reps, cells, workloads, backends, unavailable, in
         L.append("- `%s`: `%s %s` — %s%s" % (
             w.name, w.src, " ".join(w.args[mode]), w.desc,
             " (malloc-style: every backend frees explicitly)" if w.kind == "malloc" else
+            " (Tern only: one column per barrier kind)" if w.kind == "tern" else
             " (GC backends drop garbage; malloc backends free it, trees by walking them)"))
     L.append("\n## Backends\n")
     for b in backends:
@@ -640,7 +916,10 @@ def write_md(path, args, mode, reps, cells, workloads, backends, unavailable, in
 
 
 COLORS = {"tern": "#8e24aa", "bdwgc": "#00897b", "bdwgc-m1": "#4fc3f7", "glibc": "#ef6c00",
-          "mimalloc": "#c0a000", "tern-malloc": "#e91e63"}
+          "mimalloc": "#c0a000", "tern-malloc": "#e91e63",
+          "tern-uffd": "#3949ab", "tern-softdirty": "#6d4c41", "tern-mprotect": "#43a047",
+          "tern-explicit": "#d81b60", "tern-stw": "#757575"}
+MMU_WINDOWS_MS = (1, 2, 5, 10, 20, 50, 100, 200)   # as printed by bench/pause.c
 EXTRA_COLORS = ["#3949ab", "#6d4c41", "#757575", "#43a047"]
 
 
@@ -658,7 +937,9 @@ def gp_quote(s):
 def plot_all(out, tmp, cells, workloads, backends):
     """Writes data files and gnuplot scripts; returns (list of plot files, errors)."""
     made, errs = [], []
-    names = [b.name for b in backends]
+    allnames = [b.name for b in backends]
+    names = [b.name for b in backends if b.only is None]   # ratio plot: the general backends
+    rworkloads = [w for w in workloads if w.matrix]
     data = os.path.join(out, "data")
     shutil.rmtree(data, ignore_errors=True)
     os.makedirs(data)
@@ -671,7 +952,7 @@ def plot_all(out, tmp, cells, workloads, backends):
     yhi = 2.0 ** math.ceil(math.log2(max(allr + [1.0])) + 0.25)
     with open(dat, "w") as f:
         f.write("# workload " + " ".join(names) + "  (time / bdwgc time)\n")
-        for w in workloads:
+        for w in rworkloads:
             vals = []
             for n in names:
                 c = cells.get((w.name, n))
@@ -680,18 +961,31 @@ def plot_all(out, tmp, cells, workloads, backends):
             f.write(w.name + " " + " ".join(vals) + "\n")
             any_ratio = any_ratio or any(v != "NaN" for v in vals)
     # 2. Pause CDFs (step latency; GC stop-the-world pauses).
-    step_dat, gc_dat, have_gc, have_step = [], [], [], []
-    for n in names:
+    # Stop-the-world pauses: every one, from pause_figures (Tern: its trace
+    # lines; bdwgc: its event callback via the samples file).
+    step_dat, gc_dat, have_gc, have_step, mmu_dat = [], [], [], [], []
+    for n in allnames:
         c = cells.get(("pause", n))
         src = c["median_run"].get("file") if c and c["status"] == "ok" else None
-        steps, gcs = [], []
+        steps = []
         if src and os.path.exists(src):
             with open(src) as f:
                 for line in f:
-                    k, v = line.split()
-                    (steps if k == "step" else gcs).append(int(v))
+                    k, v = line.split()[:2]
+                    if k == "step":
+                        steps.append(int(v))
         steps.sort()
-        gcs.sort()
+        gcs = sorted(c["median_run"].get("stw") or []) if c and c["status"] == "ok" else []
+        if c and c["status"] == "ok":
+            pts = [(ms, c["vals"].get("mmu_%dms" % ms)) for ms in MMU_WINDOWS_MS]
+            pts = [(ms, v) for ms, v in pts if v is not None]
+            if pts:
+                p = os.path.join(data, "pause_mmu_%s.dat" % n)
+                with open(p, "w") as f:
+                    f.write("# window_ms mmu (median over runs)\n")
+                    for ms, v in pts:
+                        f.write("%g %.4f\n" % (ms, v))
+                mmu_dat.append((n, p))
         for kind, xs, lst in (("step", steps, step_dat), ("gc", gcs, gc_dat)):
             if not xs:
                 continue
@@ -740,14 +1034,14 @@ def plot_all(out, tmp, cells, workloads, backends):
         s.append("set style data histograms\nset style histogram clustered gap 1")
         s.append("set style fill solid 0.85 border -1\nset boxwidth 0.9")
         s.append("set logscale y 2\nset yrange [%g:%g]\nset grid ytics" % (ylo, yhi))
-        s.append("set xrange [-0.6:%g]" % (len(workloads) - 0.4))
+        s.append("set xrange [-0.6:%g]" % (len(rworkloads) - 0.4))
         s.append("set ylabel 'time / bdwgc time'\nset xtics rotate by 30 right nomirror")
         s.append("set key outside right top")
         s.append("set arrow 1 from graph 0, first 1 to graph 1, first 1 nohead lw 1.5 dt 2 front")
-        for i, w in enumerate(workloads):
+        for i, w in enumerate(rworkloads):
             for j, n in enumerate(names):
                 c = cells.get((w.name, n))
-                if c and c["status"] != "ok":
+                if c and c["status"] == "FAIL":
                     x = i + (j - (len(names) - 1) / 2.0) / (len(names) + 1)
                     s.append("set label %d 'FAIL' at %g, first %g rotate by 90 left "
                              "textcolor rgb '#d00000' font ',9' front" % (
@@ -773,13 +1067,24 @@ def plot_all(out, tmp, cells, workloads, backends):
         s.append("set title 'step latency (per step, measured by the workload)'")
         s.append("set xlabel 'step latency (us, log)'\nset ylabel 'fraction of steps ≤ x'")
         plot_or_placeholder(s, step_dat, lambda n, p: "%s using 1:2 with steps lw 2 lc rgb '%s' "
-                            "title %s" % (gp_quote(p), color(n, names), gp_quote(n)))
+                            "title %s" % (gp_quote(p), color(n, allnames), gp_quote(n)))
         s.append("set title \"stop-the-world pauses (collector's own accounting)\"")
         s.append("set xlabel 'pause (us, log)'\nset ylabel 'fraction of pauses ≤ x'")
         gcl = [(n, p) for n, p in gc_dat if n in have_gc]
         plot_or_placeholder(s, gcl, lambda n, p: "%s using 1:2 with steps lw 2 lc rgb '%s' "
-                            "title %s" % (gp_quote(p), color(n, names), gp_quote(n)))
+                            "title %s" % (gp_quote(p), color(n, allnames), gp_quote(n)))
         s.append("unset multiplot\nunset logscale x\nset format x '%g'\nset yrange [*:*]")
+
+        s.append(term_line % (1000, 520))
+        s.append("set output %s" % gp_quote(os.path.join(out, "pause_mmu." + ext)))
+        s.append("set title 'pause workload: minimum mutator utilisation (median over runs; "
+                 "higher is better)'")
+        s.append("set logscale x 10\nset grid\nset key outside right top\nset yrange [0:1.02]")
+        s.append("set xlabel 'window (ms, log)'\nset ylabel 'MMU'")
+        plot_or_placeholder(s, mmu_dat, lambda n, p: "%s using 1:2 with linespoints pt 7 ps 0.5 "
+                            "lw 2 lc rgb '%s' title %s" % (gp_quote(p), color(n, allnames),
+                                                           gp_quote(n)))
+        s.append("unset logscale x\nset yrange [*:*]")
 
         s.append(term_line % (1000, 520))
         s.append("set output %s" % gp_quote(os.path.join(out, "idle_rss." + ext)))
@@ -800,7 +1105,7 @@ def plot_all(out, tmp, cells, workloads, backends):
         p = subprocess.run(["gnuplot", gp], capture_output=True, text=True)
         if p.returncode:
             errs.append("gnuplot %s: %s" % (ext, p.stderr.strip()[-500:]))
-        for base in ("time_ratios", "pause_cdf", "idle_rss"):
+        for base in ("time_ratios", "pause_cdf", "pause_mmu", "idle_rss"):
             made.append(base + "." + ext)
     return made, errs
 
@@ -832,7 +1137,8 @@ def main():
     timeout = args.timeout or timeout
     if args.list:
         for w in WORKLOADS:
-            print("%-13s %-11s %s" % (w.name, w.src, " ".join(w.args[mode])))
+            print("%-13s %-11s %s%s" % (w.name, w.src, " ".join(w.args[mode]),
+                                        "   [%s only]" % ",".join(w.backends) if w.backends else ""))
         for b in BACKENDS:
             ok, why = b.available()
             print("%-13s %s%s" % (b.name, b.note, "" if ok else "  (n/a: %s)" % why))
@@ -875,15 +1181,18 @@ def main():
     for b, why in unavailable:
         log("bench: backend %s n/a (%s)" % (b.name, why))
 
-    total = len(workloads) * reps * len(backends)
+    total = sum(1 for w in workloads for b in backends if applies(w, b)) * reps
     done = 0
     allruns = []
     runs = {}
     failed_cells = set()
+    notes = []   # anomalies worth a line in results.md
     t_runs = time.monotonic()
     for w in workloads:
         for rep in range(1, reps + 1):
             for b in backends:
+                if not applies(w, b):
+                    continue
                 done += 1
                 key = (w.name, b.name)
                 argv = w.args[mode]
@@ -907,7 +1216,7 @@ def main():
                     progress(head + " running…")
                     outf = os.path.join(tmp, tag + ".out")
                     errf = os.path.join(tmp, tag + ".err")
-                    r = run_once(cmd, child_env(b), timeout, outf, errf)
+                    r = run_once(cmd, child_env(b, w), timeout, outf, errf)
                     with open(outf, errors="replace") as f:
                         text = f.read()
                     rec.update(r)
@@ -915,8 +1224,19 @@ def main():
                     rec["error"] = describe_failure(r, rec["vals"])
                     if rec["error"]:
                         rec["log_tail"] = tail(errf) + tail(outf, 5)
-                progress(head + (" %.2fs" % rec["wall"] if not rec["error"] else
-                                 " FAIL: " + rec["error"]), final=True)
+                    else:
+                        rec["na"] = kind_unavailable(b, rec["vals"])
+                        if w.name == "pause" and b.gc and not rec["na"]:
+                            pause_figures(b, rec, errf, notes)
+                        if w.name == "barrier" and rec["vals"].get("gc_cycles"):
+                            notes.append("%s × %s rep %d: %d collection(s) ran although "
+                                         "TERN_GC=off" % (w.name, b.name, rep,
+                                                          rec["vals"]["gc_cycles"]))
+                progress(head + (" FAIL: " + rec["error"] if rec["error"] else
+                                 " %.2fs" % rec["wall"] + (" (n/a: %s)" % rec["na"]
+                                                           if rec.get("na") else "")), final=True)
+                if rec.get("na"):
+                    failed_cells.add(key)  # this kernel lacks the barrier kind: skip the rest
                 if rec["error"]:
                     failed_cells.add(key)
                     log("bench: FAIL %s × %s (args: %s): %s" % (w.name, b.name, rec["args"],
@@ -929,6 +1249,8 @@ def main():
     cells = {}
     for w in workloads:
         for b in backends:
+            if not applies(w, b):
+                continue
             rs = runs.get((w.name, b.name), [])
             if not rs:
                 continue
@@ -956,19 +1278,37 @@ def main():
     write_csv(os.path.join(out, "results.csv"), cells, workloads, backends)
     write_runs_csv(os.path.join(out, "runs.csv"), allruns)
     write_md(os.path.join(out, "results.md"), args, mode, reps, cells, workloads, backends,
-             unavailable, info, plots, elapsed, tern_msg)
+             unavailable, info, plots, elapsed, tern_msg, notes)
+    for n in notes:
+        log("bench: note: " + n)
     log("bench: %d runs in %.0f s; results in %s" % (len(allruns), elapsed,
                                                      os.path.relpath(out, os.getcwd())))
 
     # Check: every cell has a number, every plot exists.
-    passed = failed = 0
+    passed = failed = na = 0
     for w in workloads:
         for b in backends:
+            if not applies(w, b):
+                continue
             c = cells.get((w.name, b.name))
+            if c and c["status"] == "n/a":
+                na += 1   # the kernel lacks this barrier kind: neither passed nor failed
+                log("bench: n/a: %s × %s: %s" % (w.name, b.name, c["error"]))
+                continue
             good = bool(c and c["status"] == "ok" and isinstance(c.get("metric_s"), float)
                         and isinstance(c.get("wall_s"), float) and isinstance(c.get("maxrss_mib"), float))
             if good and b.gc and w.name == "pause":
-                good = isinstance(c.get("gc_max_pause_ms"), float)
+                good = isinstance(c.get("gc_max_pause_ms"), float) and \
+                    isinstance(c["vals"].get("mmu_1ms"), float) and \
+                    (not c.get("gc_cycles") or isinstance(c["vals"].get("stw_max_ms"), float))
+                if not good:
+                    c["error"] = "missing pause figures (gc_max_pause_ns, stw_max_ms or mmu_1ms)"
+            if good and w.name == "barrier":
+                good = all(isinstance(c["vals"].get("%s_%s_ns" % (p, v)), float)
+                           for p in ("swap", "seq", "copy") for v in ("plain", "barrier")) \
+                    and not c.get("gc_cycles")
+                if not good:
+                    c["error"] = "missing ns figures, or a collection ran"
             if good:
                 passed += 1
             else:
