@@ -757,6 +757,7 @@ void tern_mark_concurrent(unsigned want) {
 }
 
 static void dirty_range(uintptr_t lo, uintptr_t hi, void *arg);
+static void shadows_drop(void);
 
 /* World running: one pre-cleaning round.  Returns the pages found written. */
 size_t tern_mark_preclean(unsigned want) {
@@ -792,6 +793,7 @@ size_t tern_mark_finish(unsigned want, uint64_t *helper_cpu) {
     markers[0].cpu_ns += tern_thread_cpu_ns() - cpu0;
     single_marker = n == 1;
     drain_all(n);
+    shadows_drop();
     if (tern_cfg.checkmark) checkmark();
     *helper_cpu = account(n);
     return pages;
@@ -839,6 +841,103 @@ void tern_mark_assist(uint64_t bytes) {
     pthread_rwlock_unlock(&assist_lock);
 }
 
+/* ---- shadows: rescanning hot pages of large objects -------------------------
+ *
+ * A program that writes pointers at random across a large array (a hash
+ * table, an object table) dirties its pages again during every
+ * pre-cleaning round, and rescanning whole pages would never converge.  So
+ * the first time a page of a large object is rescanned in a cycle, the
+ * collector copies it and scans the copy; the next times, it compares the
+ * page with the copy and marks only the words that changed.  Every value in
+ * a copy was marked in this cycle, and marks only ever go from white to
+ * black within a cycle, so skipping an unchanged word is always safe.
+ * Only the collector thread touches the shadows; they are dropped at the
+ * end of the cycle.  They are capped (a quarter of the heap, at most
+ * 256 MiB); past the cap pages are rescanned whole. */
+#define SHADOW_PAGE 4096u
+#define SHADOW_BLOCK (2048u * SHADOW_PAGE) /* 8 MiB: few mappings */
+struct shadow_entry { uintptr_t page; uintptr_t *copy; };
+static struct {
+    struct shadow_entry *tab;
+    size_t cap, n, max;
+    char *block;          /* current block of copies              */
+    size_t block_used;
+    char *blocks[32];     /* every block, to unmap at cycle end   */
+    size_t nblocks;
+} shadow;
+
+static uintptr_t *shadow_find(uintptr_t page, bool *fresh) {
+    if (!shadow.tab) {
+        size_t heap = atomic_load(&tern_heap.span_bytes);
+        shadow.max = heap / 4 / SHADOW_PAGE;
+        if (shadow.max > (256u << 20) / SHADOW_PAGE) shadow.max = (256u << 20) / SHADOW_PAGE;
+        if (shadow.max > sizeof shadow.blocks / sizeof shadow.blocks[0] * (SHADOW_BLOCK / SHADOW_PAGE))
+            shadow.max = sizeof shadow.blocks / sizeof shadow.blocks[0] * (SHADOW_BLOCK / SHADOW_PAGE);
+        if (shadow.max < 64) return NULL;
+        shadow.cap = 1;
+        while (shadow.cap < 2 * shadow.max) shadow.cap <<= 1;
+        shadow.tab = tern_os_map_meta(shadow.cap * sizeof *shadow.tab);
+        if (!shadow.tab) return NULL;
+    }
+    size_t h = (size_t)((page / SHADOW_PAGE) * 0x9E3779B97F4A7C15ull) & (shadow.cap - 1);
+    for (;; h = (h + 1) & (shadow.cap - 1)) {
+        if (shadow.tab[h].page == page) {
+            *fresh = false;
+            return shadow.tab[h].copy;
+        }
+        if (!shadow.tab[h].page) break;
+    }
+    if (shadow.n >= shadow.max) return NULL;
+    if (!shadow.block || shadow.block_used == SHADOW_BLOCK) {
+        if (!(shadow.block = tern_os_map_meta(SHADOW_BLOCK))) return NULL;
+        shadow.blocks[shadow.nblocks++] = shadow.block;
+        shadow.block_used = 0;
+    }
+    uintptr_t *copy = (uintptr_t *)(shadow.block + shadow.block_used);
+    shadow.block_used += SHADOW_PAGE;
+    shadow.tab[h].page = page;
+    shadow.tab[h].copy = copy;
+    shadow.n++;
+    *fresh = true;
+    return copy;
+}
+
+static void shadows_drop(void) {
+    for (size_t i = 0; i < shadow.nblocks; i++) tern_os_unmap_meta(shadow.blocks[i], SHADOW_BLOCK);
+    if (shadow.tab) tern_os_unmap_meta(shadow.tab, shadow.cap * sizeof *shadow.tab);
+    memset(&shadow, 0, sizeof shadow);
+}
+
+/* Rescan [a, b) of the marked large object s, page by page. */
+static void rescan_large(struct marker *m, struct span *s, uintptr_t a, uintptr_t b) {
+    uintptr_t hlo = atomic_load(&tern_heap.lo), hspan = atomic_load(&tern_heap.hi) - hlo;
+    while (a < b) {
+        uintptr_t page = a & ~(uintptr_t)(SHADOW_PAGE - 1), end = page + SHADOW_PAGE;
+        bool fresh = false;
+        uintptr_t *copy = a == page && end <= b ? shadow_find(page, &fresh) : NULL;
+        if (!copy) {
+            uintptr_t e = end < b ? end : b;
+            push(m, s, a, e - a);
+            a = e;
+            continue;
+        }
+        volatile uintptr_t *w = (volatile uintptr_t *)page;
+        if (fresh) {
+            for (unsigned i = 0; i < SHADOW_PAGE / sizeof(uintptr_t); i++) copy[i] = w[i];
+            for (unsigned i = 0; i < SHADOW_PAGE / sizeof(uintptr_t); i++) mark_word(m, copy[i], hlo, hspan);
+        } else {
+            for (unsigned i = 0; i < SHADOW_PAGE / sizeof(uintptr_t); i++) {
+                uintptr_t v = w[i];
+                if (v != copy[i]) {
+                    copy[i] = v;
+                    mark_word(m, v, hlo, hspan);
+                }
+            }
+        }
+        a = end;
+    }
+}
+
 /* A range the barrier reports written: every marked object overlapping it
  * is grey again (only the overlapping part is queued: nothing else of the
  * object changed). */
@@ -868,7 +967,7 @@ static void dirty_range(uintptr_t lo, uintptr_t hi, void *arg) {
                 uintptr_t base = s->base, lim = base + s->limit;
                 uintptr_t a = lo > base ? lo : base, b = e < lim ? e : lim;
                 if (a < b && !s->spanclass) {
-                    if (atomic_load(&s->mark[0]) & 1) push(m, s, a, b - a);
+                    if (atomic_load(&s->mark[0]) & 1) rescan_large(m, s, a, b);
                 } else if (a < b && s->elemsize) {
                     /* runs of marked objects (objects allocated black lie
                      * side by side) are queued as one range */
