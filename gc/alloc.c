@@ -196,13 +196,20 @@ static void *large_alloc(size_t n, bool noscan, bool zero) {
             return NULL;
         }
     }
-    tern_span_init_large(s, noscan);
-    if (nz && zero) memset((void *)s->base, 0, s->limit);
+    if (nz && zero) memset((void *)s->base, 0, (size_t)s->npages * PAGE_SIZE);
     /* As in tc_alloc: the pointer is in a register before the object
      * becomes visible to the marker, and stays there until returned. */
     uintptr_t p = s->base;
     __asm__ volatile("" : "+r"(p));
+    /* The span's generation, its mark bit (black while marking) and its
+     * publication happen under the class-0 lock, which every pause takes
+     * first: no cycle can start or end between them.  Otherwise a cycle
+     * ending in between leaves a live object "unswept and unmarked", and
+     * the sweeper frees it. */
+    pthread_mutex_lock(&tern_central[0].lock);
+    tern_span_init_large(s, noscan);
     atomic_store(&s->state, SPAN_LARGE);
+    pthread_mutex_unlock(&tern_central[0].lock);
     tern_pacer_note_alloc((int64_t)s->limit, 1, false);
     __asm__ volatile("" : : "r"(p) : "memory");
     return (void *)p;

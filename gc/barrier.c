@@ -287,12 +287,16 @@ static void segv_handler(int sig, siginfo_t *si, void *uctx) {
     struct chunk *c = tern_barrier_kind == TERN_BARRIER_MPROTECT ? chunk_of(a) : NULL;
     if (c && a >= c->start && a < chunk_end(c) && c->magic == CHUNK_MAGIC) {
         int saved = errno;
-        card_mark(c, a);
         uintptr_t cs = (uintptr_t)1 << c->card_shift;
         uintptr_t lo = a & ~(cs - 1), hi = lo + cs;
         if (lo < c->start) lo = c->start;
         if (hi > chunk_end(c)) hi = chunk_end(c);
+        /* Writable first, card second: the other order lets a collect
+         * clear the card and protect the page in between, and this write
+         * would then land unrecorded in a page made writable again. */
         mprotect((void *)lo, hi - lo, PROT_READ | PROT_WRITE);
+        atomic_thread_fence(memory_order_seq_cst);
+        card_mark(c, a);
         errno = saved;
         return;
     }
