@@ -388,25 +388,28 @@ static void reopen_after_fork(void) {
 /* Start recording writes.  Runs while the program runs, before the
  * marker scans anything; heap lock taken so no chunk is missed. */
 void tern_barrier_arm(void) {
+    /* Under the heap lock only long enough to publish `armed` and take the
+     * chunk list: a chunk mapped after this protects itself, and protecting
+     * the others (16 ms per GiB) must not hold up allocation. */
     pthread_mutex_lock(&tern_heap.lock);
     reopen_after_fork();
+    if (tern_barrier_kind == TERN_BARRIER_MPROTECT) cards_clear_all();
+    atomic_store(&armed, 1);
+    struct chunk *head = tern_heap.chunks;
+    pthread_mutex_unlock(&tern_heap.lock);
     switch (tern_barrier_kind) {
     case TERN_BARRIER_UFFD:
-        for (struct chunk *c = tern_heap.chunks; c; c = c->next)
+        for (struct chunk *c = head; c; c = c->next)
             if (!c->untracked && !uffd_protect(c->start, chunk_end(c) - c->start, true)) c->untracked = 1;
         break;
     case TERN_BARRIER_SOFTDIRTY:
         if (!softdirty_clear())
-            for (struct chunk *c = tern_heap.chunks; c; c = c->next) c->untracked = 1;
+            for (struct chunk *c = head; c; c = c->next) c->untracked = 1;
         break;
     case TERN_BARRIER_MPROTECT:
-        cards_clear_all();
-        atomic_store(&armed, 1);
-        for (struct chunk *c = tern_heap.chunks; c; c = c->next) protect_chunk(c, true);
+        for (struct chunk *c = head; c; c = c->next) protect_chunk(c, true);
         break;
     }
-    atomic_store(&armed, 1);
-    pthread_mutex_unlock(&tern_heap.lock);
 }
 
 /* Report the ranges written since the last arm or collect to fn, and
@@ -416,16 +419,20 @@ void tern_barrier_arm(void) {
 size_t tern_barrier_collect(tern_dirty_fn fn, void *arg, bool final) {
     size_t found = 0;
     if (!final && !tern_barrier_can_preclean()) return 0;
-    if (!final) pthread_mutex_lock(&tern_heap.lock);
+    /* No heap lock while the program runs: fn rescans, which takes long,
+     * and an allocation needing a span would wait for it.  Chunks are only
+     * ever added at the head of the list, and a chunk added now is
+     * protected when it is mapped (armed is set). */
     if (tern_barrier_kind == TERN_BARRIER_UFFD) {
         long n = uffd_scan(atomic_load(&tern_heap.lo), atomic_load(&tern_heap.hi), fn, arg);
         if (n < 0) { /* the kernel refused: everything counts as written */
-            for (struct chunk *c = tern_heap.chunks; c; c = c->next) c->untracked = 1;
+            for (struct chunk *c = __atomic_load_n(&tern_heap.chunks, __ATOMIC_ACQUIRE); c; c = c->next)
+                c->untracked = 1;
         } else {
             found = (size_t)n;
         }
     }
-    for (struct chunk *c = tern_heap.chunks; c; c = c->next) {
+    for (struct chunk *c = __atomic_load_n(&tern_heap.chunks, __ATOMIC_ACQUIRE); c; c = c->next) {
         if (c->untracked) {
             fn(c->start, chunk_end(c), arg);
             found += (chunk_end(c) - c->start) / OS_PAGE;
@@ -436,7 +443,6 @@ size_t tern_barrier_collect(tern_dirty_fn fn, void *arg, bool final) {
         case TERN_BARRIER_MPROTECT: found += cards_collect(c, fn, arg, !final); break;
         }
     }
-    if (!final) pthread_mutex_unlock(&tern_heap.lock);
     return found;
 }
 
@@ -444,12 +450,15 @@ bool tern_barrier_can_preclean(void) { return tern_barrier_kind != TERN_BARRIER_
 
 /* Stop recording: the cycle is over.  Runs after the world restarts. */
 void tern_barrier_disarm(void) {
+    /* A chunk mapped after `armed` drops is not protected; the rest are
+     * unprotected without the heap lock (see arm). */
     pthread_mutex_lock(&tern_heap.lock);
-    for (struct chunk *c = tern_heap.chunks; c; c = c->next) {
+    atomic_store(&armed, 0);
+    struct chunk *head = tern_heap.chunks;
+    pthread_mutex_unlock(&tern_heap.lock);
+    for (struct chunk *c = head; c; c = c->next) {
         if (tern_barrier_kind == TERN_BARRIER_UFFD && !c->untracked) uffd_protect(c->start, chunk_end(c) - c->start, false);
         if (tern_barrier_kind == TERN_BARRIER_MPROTECT) protect_chunk(c, false);
         c->untracked = c->unregistered;
     }
-    atomic_store(&armed, 0);
-    pthread_mutex_unlock(&tern_heap.lock);
 }

@@ -71,11 +71,13 @@ void tern_pacer_note_free(uint64_t bytes) {
     while (!atomic_compare_exchange_weak(&tern_in_use, &cur, cur > bytes ? cur - bytes : 0)) {}
 }
 
-/* Called at the end of a cycle, world stopped.  live includes what was
- * allocated (black) while marking. */
-void tern_pacer_cycle_done(uint64_t live, uint64_t grown) {
+/* Called at the end of a cycle, world stopped.  black: bytes allocated
+ * (born marked) while marking; they are in use, but the goal grows from
+ * the marked data alone, or a program allocating fast during a long mark
+ * would see its heap goal inflated by objects already dead. */
+void tern_pacer_cycle_done(uint64_t live, uint64_t black, uint64_t grown) {
     uint64_t goal = goal_for(live);
-    atomic_store(&tern_in_use, live);
+    atomic_store(&tern_in_use, live + black);
     atomic_store(&tern_next_gc, goal);
     atomic_store(&tern_trigger, trigger_for(live, goal, grown));
     last_live = live;
