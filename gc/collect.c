@@ -1,5 +1,6 @@
 /* collect.c — running one cycle (the phases are described at the top of
- * mark.c), the statistics it leaves behind, and the TERN_TRACE line. */
+ * mark.c), the statistics it leaves behind, and the TERN_TRACE line (the
+ * log, exit summary and timeline themselves are in trace.c). */
 #include "internal.h"
 
 #include <stdio.h>
@@ -36,12 +37,25 @@ static void note_pause(uint64_t ns) {
     atomic_fetch_add(&tern_stats_g.total_pause_ns, ns);
     uint64_t m = atomic_load(&tern_stats_g.max_pause_ns);
     while (ns > m && !atomic_compare_exchange_weak(&tern_stats_g.max_pause_ns, &m, ns)) {}
+    tern_trace_note_pause(ns);
+}
+
+/* TERN_TRACE=2: what the cycle did besides marking, since the last line. */
+static void detail_extra(char *buf, size_t n) {
+    static uint64_t last_roots[4], last_swept, last_freed;
+    uint64_t r[4], swept = atomic_load(&tern_spans_swept), freed = atomic_load(&tern_stats_g.freed_bytes);
+    for (int i = 0; i < 4; i++) r[i] = tern_root_bytes[i] - last_roots[i], last_roots[i] = tern_root_bytes[i];
+    snprintf(buf, n, "; roots %.1f KiB stacks, %.1f KiB static+tls, %.1f KiB added, %.1f KiB mappings; "
+             "sweep %llu spans, %.1f MiB freed",
+             r[0] / 1024.0, r[1] / 1024.0, r[2] / 1024.0, r[3] / 1024.0,
+             (unsigned long long)(swept - last_swept), (freed - last_freed) / (1024.0 * 1024.0));
+    last_swept = swept, last_freed = freed;
 }
 
 /* ---- stop-the-world cycle (TERN_BARRIER=stw) ------------------------------- */
 
 static void stw_cycle(struct thread *self, const char *why, bool full_sweep) {
-    uint64_t gc_cpu0 = tern_thread_cpu_ns();
+    uint64_t gc_cpu0 = tern_thread_cpu_ns(), live0 = atomic_load(&tern_stats_g.live_bytes);
     tern_sweep_finish();        /* phase 2 */
     tern_mark_prepare((unsigned)tern_cfg.markers);
     tern_roots_prepare();
@@ -79,14 +93,28 @@ static void stw_cycle(struct thread *self, const char *why, bool full_sweep) {
     uint64_t mark_cpu = atomic_load(&tern_stats_g.mark_cpu_ns) - mark_cpu0;
     if (full_sweep) tern_sweep_finish();
     atomic_fetch_add(&tern_stats_g.gc_cpu_ns, tern_thread_cpu_ns() - gc_cpu0 + helper_cpu);
+    tern_trace_note_mapped();
+    if (unlikely(tern_timeline_on)) {
+        tern_tl_complete("pause (stw)", t0, pause);
+        tern_tl_heap(t0, before, live0);
+        tern_tl_heap(t0 + pause, after, live);
+        tern_tl_gc_cpu(t0 + pause);
+        tern_tl_flush();
+    }
     if (tern_cfg.trace) {
         const double MiB = 1024.0 * 1024.0;
         char goalbuf[32];
         goal_str(goalbuf, sizeof goalbuf);
         tern_log("tern: gc %llu @%.3fs stw: pause %.3f ms, mark cpu %.3f ms, heap %.1f -> %.1f -> %.1f MiB, "
-                 "goal %s, %u threads, %u markers (%s)\n",
+                 "goal %s, %u threads, %u markers (%s), gc cpu %.1f%%\n",
                  (unsigned long long)cycle, (t0 - tern_start_ns) / 1e9, pause / 1e6, mark_cpu / 1e6, before / MiB,
-                 after / MiB, live / MiB, goalbuf, threads, atomic_load(&tern_stats_g.markers), why);
+                 after / MiB, live / MiB, goalbuf, threads, atomic_load(&tern_stats_g.markers), why,
+                 tern_gc_cpu_percent());
+        if (tern_cfg.trace >= 2) {
+            char extra[256];
+            detail_extra(extra, sizeof extra);
+            tern_log("tern: gc %llu detail: pause: %.3f ms%s\n", (unsigned long long)cycle, pause / 1e6, extra);
+        }
     }
 }
 
@@ -101,7 +129,7 @@ static void concurrent_cycle(const char *why) {
     pthread_mutex_lock(&tern_gc_lock);
     atomic_store(&gc_running, 1);
     uint64_t gc_cpu0 = tern_thread_cpu_ns(), mark_cpu0 = atomic_load(&tern_stats_g.mark_cpu_ns);
-    uint64_t assist0 = atomic_load(&tern_assist_ns);
+    uint64_t assist0 = atomic_load(&tern_assist_ns), marked0 = atomic_load(&tern_stats_g.live_bytes);
     unsigned nbg = background_markers(), nall = pause_markers();
 
     tern_sweep_finish();                                   /* 2 */
@@ -135,8 +163,15 @@ static void concurrent_cycle(const char *why) {
      * allocating threads assist harder (pacing their writes), round after
      * round, as Go's assists pace allocation. */
     size_t last = SIZE_MAX;
+    uint64_t tl = tern_timeline_on ? tern_now_ns() : 0;
+    if (tl) tern_tl_complete("concurrent mark", tm, tl - tm);
     while (tern_barrier_can_preclean() && rounds < MAX_PRECLEAN_ROUNDS) {
         size_t pages = tern_mark_preclean(nbg);
+        if (tl) {
+            uint64_t now = tern_now_ns();
+            tern_tl_complete("pre-clean", tl, now - tl);
+            tl = now;
+        }
         precleaned += pages;
         rounds++;
         if (pages <= PRECLEAN_ENOUGH) break;
@@ -154,6 +189,7 @@ static void concurrent_cycle(const char *why) {
     precleaned += tern_mark_preclean(nbg);
     rounds++;
     uint64_t mark_wall = tern_now_ns() - tm;
+    if (tl) tern_tl_complete("pre-clean (assists closed)", tl, tm + mark_wall - tl);
 
     tern_roots_prepare();                                  /* 7 */
     pthread_mutex_lock(&tern_threads_lock);
@@ -193,20 +229,32 @@ static void concurrent_cycle(const char *why) {
     atomic_fetch_add(&tern_stats_g.gc_cpu_ns, tern_thread_cpu_ns() - gc_cpu0 + helper_cpu);
     atomic_store(&gc_running, 0);
     pthread_mutex_unlock(&tern_gc_lock);
+    tern_trace_note_mapped();
+    if (unlikely(tern_timeline_on)) {
+        tern_tl_complete("start pause", t0, pause1);
+        tern_tl_complete("final pause", t1, pause2);
+        tern_tl_heap(t0, before, marked0);
+        tern_tl_heap(t1 + pause2, after, marked);
+        tern_tl_gc_cpu(t1 + pause2);
+        tern_tl_flush();
+    }
     if (tern_cfg.trace) {
         const double MiB = 1024.0 * 1024.0;
         char goalbuf[32];
         goal_str(goalbuf, sizeof goalbuf);
         tern_log("tern: gc %llu @%.3fs %s: pause %.3f+%.3f ms, mark %.3f ms wall %.3f ms cpu, assist %.3f ms, "
                  "%u rounds, %zu+%zu dirty pages, heap %.1f -> %.1f -> %.1f MiB, goal %s, %u threads, "
-                 "%u+%u markers (%s)\n",
+                 "%u+%u markers (%s), gc cpu %.1f%%\n",
                  (unsigned long long)cycle, (t0 - tern_start_ns) / 1e9, tern_barrier_name(tern_barrier_kind),
                  pause1 / 1e6, pause2 / 1e6, mark_wall / 1e6, mark_cpu / 1e6,
                  (atomic_load(&tern_assist_ns) - assist0) / 1e6, rounds, precleaned, final_pages, before / MiB,
-                 after / MiB, marked / MiB, goalbuf, threads, nbg, nall, why);
-        if (tern_cfg.trace >= 2)
-            tern_log("tern: gc %llu detail: start pause: stop %.3f ms; final pause: stop %.3f ms, mark %.3f ms\n",
-                     (unsigned long long)cycle, stop1 / 1e6, stop2 / 1e6, (fin2 - stop2) / 1e6);
+                 after / MiB, marked / MiB, goalbuf, threads, nbg, nall, why, tern_gc_cpu_percent());
+        if (tern_cfg.trace >= 2) {
+            char extra[256];
+            detail_extra(extra, sizeof extra);
+            tern_log("tern: gc %llu detail: start pause: stop %.3f ms; final pause: stop %.3f ms, mark %.3f ms%s\n",
+                     (unsigned long long)cycle, stop1 / 1e6, stop2 / 1e6, (fin2 - stop2) / 1e6, extra);
+        }
     }
 }
 
@@ -228,6 +276,7 @@ static void *collector_main(void *arg) {
     tern_sigmask_fn mask = tern_real_sigmask();
     if (mask) mask(SIG_BLOCK, &all, NULL);
     tern_roots_collector_thread();
+    tern_tl_thread_name("tern collector");
     for (;;) {
         pthread_mutex_lock(&req_lock);
         while (started == requested) pthread_cond_wait(&req_wake, &req_lock);
@@ -368,5 +417,13 @@ TERN_API int tern_get_stats(struct tern_stats *out) {
     out->gc_percent = tern_cfg.gc_percent < 0 ? 0 : (uint32_t)tern_cfg.gc_percent;
     out->barrier = (uint32_t)tern_barrier_kind;
     out->pauses = atomic_load(&tern_stats_g.pauses);
+    out->pause_p50_ns = tern_pause_quantile(0.50);
+    out->pause_p95_ns = tern_pause_quantile(0.95);
+    out->pause_p99_ns = tern_pause_quantile(0.99);
+    tern_trace_note_mapped();
+    out->peak_mapped_bytes = atomic_load(&tern_peak_mapped);
+    out->peak_rss_bytes = tern_peak_rss();
+    out->assist_ns = atomic_load(&tern_assist_ns);
+    out->process_cpu_ns = tern_process_cpu_ns();
     return TERN_OK;
 }

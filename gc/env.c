@@ -59,6 +59,18 @@ void tern_env_load(struct tern_config *cfg) {
         if (parse_int(v, 0, 2, &n)) cfg->trace = (int)n;
         else tern_env_bad("TERN_TRACE", v, "0, 1 or 2");
     }
+    if ((v = getenv("TERN_STATS"))) {
+        if (parse_int(v, 0, 1, &n)) cfg->stats = (int)n;
+        else tern_env_bad("TERN_STATS", v, "0 or 1");
+    }
+    if ((v = getenv("TERN_LOG_FILE"))) {
+        if (*v) cfg->log_file = v;
+        else tern_env_bad("TERN_LOG_FILE", v, "a file name");
+    }
+    if ((v = getenv("TERN_TRACE_FILE"))) {
+        if (*v) cfg->trace_file = v;
+        else tern_env_bad("TERN_TRACE_FILE", v, "a file name");
+    }
     if ((v = getenv("TERN_DEBUG"))) {
         if (strcmp(v, "checkmark") == 0) cfg->checkmark = 1;
         else if (*v) tern_env_bad("TERN_DEBUG", v, "checkmark");

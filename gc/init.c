@@ -1,4 +1,4 @@
-/* init.c — start-up, tern_init, errors, logging and fork.
+/* init.c — start-up, tern_init, errors and fork.
  *
  * The library initialises itself on first use (or in tern_init): size
  * classes, options from the environment, the stop signal, and the calling
@@ -18,17 +18,7 @@ struct tern_config tern_cfg;
 _Atomic int tern_initialized;
 static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
 
-void tern_log(const char *fmt, ...) {
-    char buf[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    if (n < 0) return;
-    if ((size_t)n >= sizeof buf) n = sizeof buf - 1;
-    ssize_t w = write(STDERR_FILENO, buf, (size_t)n);
-    (void)w;
-}
+/* tern_log lives in trace.c (stderr or TERN_LOG_FILE). */
 
 void tern_report_error(const char *what, const void *p) {
     tern_log("tern: %s of %p (ignored)\n", what, p);
@@ -65,6 +55,7 @@ static void atfork_child(void) {
     tern_markers_atfork_child();
     tern_collect_atfork_child();
     tern_thread_atfork_child();
+    tern_trace_atfork_child();
 }
 
 static void init_locked(const struct tern_options *opts) {
@@ -87,7 +78,9 @@ static void init_locked(const struct tern_options *opts) {
     tern_roots_init();
     tern_pacer_init();
     tern_thread_init();
+    tern_trace_init();
     atomic_store_explicit(&tern_initialized, 1, memory_order_release);
+    tern_trace_after_init();
 }
 
 void tern_init_slow(void) {

@@ -404,6 +404,9 @@ struct tern_config {
     int trace;
     size_t initial_heap;
     int checkmark;         /* TERN_DEBUG=checkmark */
+    int stats;             /* TERN_STATS=1: summary at exit */
+    const char *log_file;  /* TERN_LOG_FILE */
+    const char *trace_file; /* TERN_TRACE_FILE */
 };
 extern struct tern_config tern_cfg;
 void tern_env_load(struct tern_config *cfg);
@@ -413,7 +416,29 @@ void tern_init_slow(void);
 static inline void tern_ensure_init(void) {
     if (unlikely(!atomic_load_explicit(&tern_initialized, memory_order_acquire))) tern_init_slow();
 }
-void tern_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void tern_report_error(const char *what, const void *p);
+
+/* ---- reporting: log, pause histogram, exit summary, timeline (trace.c) ---- */
+void tern_log(const char *fmt, ...) __attribute__((format(printf, 1, 2))); /* stderr or TERN_LOG_FILE */
+extern int tern_log_fd;
+extern bool tern_timeline_on;                  /* TERN_TRACE_FILE is being written */
+extern _Atomic uint64_t tern_peak_mapped;
+void tern_trace_init(void);                    /* init lock held: open the files */
+void tern_trace_after_init(void);              /* atexit handler */
+void tern_trace_atfork_child(void);
+void tern_trace_note_pause(uint64_t ns);
+void tern_trace_note_mapped(void);
+uint64_t tern_pause_quantile(double q);
+uint64_t tern_process_cpu_ns(void);
+double tern_gc_cpu_percent(void);
+uint64_t tern_peak_rss(void);
+void tern_print_summary(void);
+void tern_tl_complete(const char *name, uint64_t start_ns, uint64_t dur_ns); /* "X" event, this thread */
+void tern_tl_heap(uint64_t at_ns, uint64_t in_use, uint64_t live);          /* "C" event */
+void tern_tl_gc_cpu(uint64_t at_ns);                                         /* "C" event */
+void tern_tl_thread_name(const char *name);
+void tern_tl_flush(void);                      /* no collector lock held */
+extern uint64_t tern_root_bytes[4];            /* roots scanned: stacks+registers, static+TLS, added, mappings */
+extern _Atomic uint64_t tern_spans_swept;
 
 #endif /* TERN_INTERNAL_H */

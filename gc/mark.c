@@ -836,7 +836,9 @@ void tern_mark_assist(uint64_t bytes) {
     }
     give_back(m);
     m->cpu_ns += tern_thread_cpu_ns() - cpu0;
-    atomic_fetch_add(&tern_assist_ns, tern_now_ns() - t0);
+    uint64_t took = tern_now_ns() - t0;
+    atomic_fetch_add(&tern_assist_ns, took);
+    if (unlikely(tern_timeline_on)) tern_tl_complete("assist", t0, took);
     atomic_store(&assist_busy[k], 0);
     pthread_rwlock_unlock(&assist_lock);
 }

@@ -99,17 +99,39 @@ static void scan_tls(struct thread *t, void (*scan)(uintptr_t, uintptr_t, void *
 #endif
 }
 
+/* Bytes of roots scanned so far, by kind (TERN_TRACE=2): stacks and saved
+ * registers, static data and TLS, ranges added with tern_add_roots, the
+ * program's own mappings (drop-in).  Only the collector scans roots, one
+ * scan at a time, so plain counters do. */
+uint64_t tern_root_bytes[4];
+
+struct root_count {
+    void (*scan)(uintptr_t, uintptr_t, void *);
+    void *arg;
+    uint64_t *ctr;
+};
+static void scan_counted(uintptr_t lo, uintptr_t hi, void *arg) {
+    struct root_count *rc = arg;
+    if (hi > lo) *rc->ctr += hi - lo;
+    rc->scan(lo, hi, rc->arg);
+}
+
 void tern_roots_scan(void (*scan)(uintptr_t lo, uintptr_t hi, void *), void *arg) {
-    for (size_t i = 0; i < n_statics; i++) scan(statics[i].lo, statics[i].hi, arg);
-    for (size_t i = 0; i < n_user; i++) scan(user_roots[i].lo, user_roots[i].hi, arg);
-    tern_threads_scan_pending(scan, arg);
+    uint64_t *rb = tern_root_bytes;
+    for (size_t i = 0; i < n_statics; i++) scan(statics[i].lo, statics[i].hi, arg), rb[1] += statics[i].hi - statics[i].lo;
+    for (size_t i = 0; i < n_user; i++) scan(user_roots[i].lo, user_roots[i].hi, arg), rb[2] += user_roots[i].hi - user_roots[i].lo;
+    struct root_count rc = {scan, arg, &rb[0]};
+    tern_threads_scan_pending(scan_counted, &rc);
     for (struct thread *t = tern_threads; t; t = t->next) {
         uintptr_t sp = atomic_load(&t->sp);
-        if (sp && sp < t->stack_hi) scan(sp & ~(uintptr_t)7, t->stack_hi, arg);
+        if (sp && sp < t->stack_hi) scan(sp & ~(uintptr_t)7, t->stack_hi, arg), rb[0] += t->stack_hi - (sp & ~(uintptr_t)7);
         scan((uintptr_t)t->regs, (uintptr_t)(t->regs + 64), arg);
-        scan_tls(t, scan, arg);
+        rb[0] += sizeof t->regs;
+        rc.ctr = &rb[1];
+        scan_tls(t, scan_counted, &rc);
     }
-    mappings_scan(scan, arg);
+    rc.ctr = &rb[3];
+    mappings_scan(scan_counted, &rc);
 }
 
 TERN_API int tern_add_roots(void *lo, void *hi) {

@@ -56,8 +56,11 @@ static size_t sweep_large(struct span *s, uint32_t sg) {
     return bytes;
 }
 
+_Atomic uint64_t tern_spans_swept; /* counted only with TERN_TRACE=2 */
+
 size_t tern_sweep_span(struct span *s) {
     uint32_t sg = atomic_load(&tern_sweepgen);
+    if (unlikely(tern_cfg.trace >= 2)) atomic_fetch_add_explicit(&tern_spans_swept, 1, memory_order_relaxed);
     if (s->spanclass == 0) return sweep_large(s, sg);
     size_t dead_slots = 0;
     bool any = false, keep_freed = false;

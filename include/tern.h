@@ -74,6 +74,14 @@ struct tern_stats {
     uint32_t gc_percent;        /* current TERN_GC value (0 when off)             */
     uint32_t barrier;           /* enum tern_barrier in use (never AUTO)         */
     uint64_t pauses;            /* stop-the-world pauses so far                   */
+    /* since 0.1.0+trace: */
+    uint64_t pause_p50_ns;      /* median pause (log-bucketed, within ~2%)        */
+    uint64_t pause_p95_ns;      /* 95th percentile pause                          */
+    uint64_t pause_p99_ns;      /* 99th percentile pause                          */
+    uint64_t peak_mapped_bytes; /* largest mapped_bytes seen                      */
+    uint64_t peak_rss_bytes;    /* peak resident set size of the process          */
+    uint64_t assist_ns;         /* wall time allocating threads spent marking     */
+    uint64_t process_cpu_ns;    /* CPU time of the whole process so far           */
 };
 
 void  *tern_malloc(size_t n);            /* zeroed, may hold pointers, scanned */

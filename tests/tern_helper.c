@@ -5,6 +5,10 @@
  *   tern_helper init       tern_init(gc_percent 37, markers 1) three times
  *   tern_helper init-off   tern_init(gc_percent -1), garbage, collect
  *   tern_helper init-heap  tern_init(initial_heap 64 MiB), garbage
+ *   tern_helper trace      2 threads make 48 MiB of garbage, collect, print
+ *                          every tern_get_stats figure, return from main
+ *   tern_helper exit-thread  garbage, collect, then a second thread calls
+ *                          exit(0) while main waits for it
  *
  * Results go to stdout as key=value words; Tern's own reports go to stderr.
  * The exit status is 0 unless the helper itself failed.
@@ -22,6 +26,27 @@ static void print_stats(const char *prefix)
     }
     printf("%scycles=%llu %sgc_percent=%u %smarkers=%u %sthreads=%u\n", prefix,
            (unsigned long long)st.cycles, prefix, st.gc_percent, prefix, st.markers, prefix, st.threads);
+}
+
+static void print_all_stats(void)
+{
+    struct tern_stats st;
+    memset(&st, 0, sizeof st);
+    if (tern_get_stats(&st) != 0) {
+        printf("stats_error=1\n");
+        return;
+    }
+#define P(f) printf(#f "=%llu\n", (unsigned long long)st.f)
+    P(cycles); P(pauses); P(total_pause_ns); P(max_pause_ns); P(pause_p50_ns); P(pause_p95_ns);
+    P(pause_p99_ns); P(mapped_bytes); P(peak_mapped_bytes); P(peak_rss_bytes); P(assist_ns);
+    P(process_cpu_ns); P(gc_cpu_ns); P(allocated_bytes); P(freed_bytes); P(barrier);
+#undef P
+}
+
+static void *exiter(void *arg)
+{
+    (void)arg;
+    exit(0);
 }
 
 static unsigned long long cycles_now(void)
@@ -99,6 +124,19 @@ int main(int argc, char **argv)
         churn(160 * MiB, 0);
         printf("cycles_b=%llu\n", cycles_now());
         return 0;
+    }
+    if (strcmp(mode, "trace") == 0 || strcmp(mode, "exit-thread") == 0) {
+        if (garbage_in_threads(48 * MiB, 2) != 0)
+            return 2;
+        tern_collect();
+        print_all_stats();
+        if (strcmp(mode, "trace") == 0)
+            return 0;
+        pthread_t t;
+        if (pthread_create(&t, NULL, exiter, NULL) != 0)
+            return 2;
+        pthread_join(t, NULL);
+        return 4; /* not reached: the thread exits the process */
     }
     fprintf(stderr, "tern_helper: unknown mode %s\n", mode);
     return 2;
