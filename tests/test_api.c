@@ -62,7 +62,10 @@ Test(api, get_stats_basics)
 
     tern_collect();
     cr_assert_eq(tern_get_stats(&c), TERN_OK);
-    cr_assert_eq(c.cycles, b.cycles + 1, "one tern_collect, one cycle");
+    /* tern_collect runs one cycle that starts after the call; a cycle the
+     * heap goal started just before may end first */
+    cr_assert_geq(c.cycles, b.cycles + 1, "tern_collect ran a cycle");
+    cr_assert_leq(c.cycles, b.cycles + 2, "one tern_collect, at most one cycle besides");
     cr_assert_geq(c.live_bytes, (uint64_t)N * SZ + 4 * MiB, "live_bytes %llu misses live data",
                   (unsigned long long)c.live_bytes);
     cr_assert_leq(c.in_use_bytes, c.heap_bytes, "in_use %llu > heap %llu",
