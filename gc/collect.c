@@ -54,7 +54,13 @@ static void detail_extra(char *buf, size_t n) {
 
 /* ---- stop-the-world cycle (TERN_BARRIER=stw) ------------------------------- */
 
-static void stw_cycle(struct thread *self, const char *why, bool full_sweep) {
+static __attribute__((noinline)) void stw_cycle(struct thread *self, const char *why, bool full_sweep) {
+    /* This thread is a mutator too: its callers' pointers may sit in
+     * callee-saved registers.  Spill them all into this frame, which the
+     * stack scan covers (it starts at tern_thread_save_self's frame, below
+     * this one); otherwise a register tern_thread_save_self saves in its
+     * own prologue and reuses before getcontext would be seen by nobody. */
+    __builtin_unwind_init();
     uint64_t gc_cpu0 = tern_thread_cpu_ns(), live0 = atomic_load(&tern_stats_g.live_bytes);
     tern_sweep_finish();        /* phase 2 */
     tern_mark_prepare((unsigned)tern_cfg.markers);
