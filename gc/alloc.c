@@ -263,15 +263,21 @@ TERN_API void *tern_base(const void *p) {
     return s ? (void *)(s->base + i * (s->spanclass ? s->elemsize : 0)) : NULL;
 }
 
+/* Everything under the class-0 lock, which every sweep of a large span
+ * holds: setting the freed bit and releasing the pages must be one step.
+ * Before, a sweep could slip in between them, see the freed bit and
+ * release the span, and this free then released it a second time — after
+ * its pages had gone to a new object, whose pages were then handed out
+ * again and whose page map entries were cleared (live objects "dead";
+ * found by tests/test_concurrent, realloc scenario). */
 static void free_large(struct span *s) {
-    if (atomic_fetch_or(&s->freed[0], 1) & 1) {
+    pthread_mutex_lock(&tern_central[0].lock);
+    if (atomic_load(&s->state) != SPAN_LARGE || (atomic_fetch_or(&s->freed[0], 1) & 1)) {
+        pthread_mutex_unlock(&tern_central[0].lock);
         tern_report_error("double free", (void *)s->base);
         return;
     }
-    atomic_fetch_add(&tern_stats_g.explicit_frees, 1);
-    tern_pacer_note_free(s->limit);
-    /* Sweeping happens under the class lock (class 0 for large spans). */
-    pthread_mutex_lock(&tern_central[0].lock);
+    uint64_t bytes = s->limit;
     uint32_t sg = atomic_load(&tern_sweepgen);
     if (atomic_load(&s->sweepgen) == sg || tern_sweep_claim(s)) {
         atomic_store(&s->sweepgen, sg);
@@ -279,6 +285,8 @@ static void free_large(struct span *s) {
         tern_span_release(s);
     }
     pthread_mutex_unlock(&tern_central[0].lock);
+    atomic_fetch_add(&tern_stats_g.explicit_frees, 1);
+    tern_pacer_note_free(bytes);
 }
 
 TERN_API void tern_free(void *p) {

@@ -1477,20 +1477,6 @@ static void slurp(FILE *f, char *buf, size_t cap)
 static void run_fresh(const char *name, int kind_no)
 {
     const char *kname = kind_names[kind_no];
-    /* A known, open bug: under the stop-the-world kind a vector held only
-     * in a local, or just returned by tern_realloc, is sometimes found dead
-     * (5 of 40 runs; 0 of 16 under checkmark; never under the concurrent
-     * kinds).  Skipped, not hidden: TERN_CONC_KNOWN_BUGS=1 runs it. */
-    if (!strcmp(name, "realloc") && !strcmp(kname, "stw") && !getenv("TERN_CONC_KNOWN_BUGS"))
-        cr_skip_test("realloc under TERN_BARRIER=stw: known lost-object race, open (README, Limitations); "
-                     "TERN_CONC_KNOWN_BUGS=1 runs it");
-    /* The same bug, rarer: a child of fork finds a node of a worker's list
-     * reclaimed before the fork (about 1 run in 100: 0 of 80 and 1 of 12
-     * seen last).  tests/test_fork keeps covering fork in threaded
-     * programs. */
-    if (!strcmp(name, "fork") && !getenv("TERN_CONC_KNOWN_BUGS"))
-        cr_skip_test("fork: known rare lost-object race, open (README, Limitations); "
-                     "TERN_CONC_KNOWN_BUGS=1 runs it");
     static char vars[4][64];
     snprintf(vars[0], sizeof vars[0], "TERN_CONC_SCENARIO=%s", name);
     snprintf(vars[1], sizeof vars[1], "TERN_BARRIER=%s", kname);
