@@ -226,6 +226,7 @@ static void concurrent_cycle(const char *why) {
     pthread_mutex_unlock(&tern_threads_lock);
     tern_roots_done();
     tern_mark_open_assists();
+    tern_mark_cycle_end();
     tern_barrier_disarm();
     note_pause(pause2);
 

@@ -350,6 +350,7 @@ size_t tern_mark_preclean(unsigned markers);           /* world running */
 void tern_mark_close_assists(void);                    /* before the final pause */
 void tern_mark_open_assists(void);
 size_t tern_mark_finish(unsigned markers, uint64_t *helper_cpu); /* final pause */
+void tern_mark_cycle_end(void);                        /* world running again */
 void tern_mark_assist(uint64_t bytes);                 /* a mutator helps */
 void tern_mark_shade(void *value);                     /* explicit barrier */
 void tern_mark_shade_range(uintptr_t lo, uintptr_t hi); /* explicit barrier */

@@ -758,6 +758,7 @@ void tern_mark_concurrent(unsigned want) {
 
 static void dirty_range(uintptr_t lo, uintptr_t hi, void *arg);
 static void shadows_drop(void);
+static void shadows_freeze(void);
 
 /* World running: one pre-cleaning round.  Returns the pages found written. */
 size_t tern_mark_preclean(unsigned want) {
@@ -783,6 +784,7 @@ void tern_mark_open_assists(void) { pthread_rwlock_unlock(&assist_lock); }
  * gets the helpers' CPU time. */
 size_t tern_mark_finish(unsigned want, uint64_t *helper_cpu) {
     unsigned n = usable_markers(want);
+    shadows_freeze(); /* no new copies (no mapping) inside the pause */
     uint64_t cpu0 = tern_thread_cpu_ns();
     size_t pages;
     if (tern_barrier_kind == TERN_BARRIER_EXPLICIT)
@@ -793,7 +795,6 @@ size_t tern_mark_finish(unsigned want, uint64_t *helper_cpu) {
     markers[0].cpu_ns += tern_thread_cpu_ns() - cpu0;
     single_marker = n == 1;
     drain_all(n);
-    shadows_drop();
     if (tern_cfg.checkmark) checkmark();
     *helper_cpu = account(n);
     return pages;
@@ -866,9 +867,11 @@ static struct {
     size_t block_used;
     char *blocks[32];     /* every block, to unmap at cycle end   */
     size_t nblocks;
+    bool frozen;          /* final pause: use copies, make none   */
 } shadow;
 
 static uintptr_t *shadow_find(uintptr_t page, bool *fresh) {
+    if (!shadow.tab && shadow.frozen) return NULL;
     if (!shadow.tab) {
         size_t heap = atomic_load(&tern_heap.span_bytes);
         shadow.max = heap / 4 / SHADOW_PAGE;
@@ -889,7 +892,7 @@ static uintptr_t *shadow_find(uintptr_t page, bool *fresh) {
         }
         if (!shadow.tab[h].page) break;
     }
-    if (shadow.n >= shadow.max) return NULL;
+    if (shadow.n >= shadow.max || shadow.frozen) return NULL;
     if (!shadow.block || shadow.block_used == SHADOW_BLOCK) {
         if (!(shadow.block = tern_os_map_meta(SHADOW_BLOCK))) return NULL;
         shadow.blocks[shadow.nblocks++] = shadow.block;
@@ -903,6 +906,12 @@ static uintptr_t *shadow_find(uintptr_t page, bool *fresh) {
     *fresh = true;
     return copy;
 }
+
+static void shadows_freeze(void) { shadow.frozen = true; }
+
+/* After the final pause (unmapping takes the meta-mapping lock, which a
+ * stopped thread may hold). */
+void tern_mark_cycle_end(void) { shadows_drop(); }
 
 static void shadows_drop(void) {
     for (size_t i = 0; i < shadow.nblocks; i++) tern_os_unmap_meta(shadow.blocks[i], SHADOW_BLOCK);
