@@ -189,12 +189,8 @@ static void *large_alloc(size_t n, bool noscan, bool zero) {
     bool nz;
     struct span *s = tern_span_alloc(np, &nz);
     if (!s) {
-        tern_gc("out of memory", true);
-        s = tern_span_alloc(np, &nz);
-        if (!s) {
-            errno = ENOMEM;
-            return NULL;
-        }
+        errno = ENOMEM;
+        return NULL;
     }
     if (nz && zero) memset((void *)s->base, 0, (size_t)s->npages * PAGE_SIZE);
     /* As in tc_alloc: the pointer is in a register before the object
@@ -211,11 +207,12 @@ static void *large_alloc(size_t n, bool noscan, bool zero) {
     atomic_store(&s->state, SPAN_LARGE);
     pthread_mutex_unlock(&tern_central[0].lock);
     tern_pacer_note_alloc((int64_t)s->limit, 1, false);
+    tern_scavenger_poke();
     __asm__ volatile("" : : "r"(p) : "memory");
     return (void *)p;
 }
 
-void *tern_alloc_internal(size_t n, bool noscan, bool zero) {
+static void *alloc_once(size_t n, bool noscan, bool zero) {
     if (likely(n <= MAX_SMALL)) {
         struct tcache *tc = tls_tc;
         if (unlikely(!tc) && !(tc = tcache_slow())) {
@@ -225,6 +222,26 @@ void *tern_alloc_internal(size_t n, bool noscan, bool zero) {
         return tc_alloc(tc, size_class(n) * 2 + noscan, zero);
     }
     return large_alloc(n, noscan, zero);
+}
+
+/* The heap could not grow (the OS refused memory, or the memory limit):
+ * return free pages to the OS and try again; then collect everything and
+ * try again; then the out-of-memory handler decides (scavenge.c). */
+static __attribute__((noinline)) void *alloc_retry(size_t n, bool noscan, bool zero) {
+    if (n > ((size_t)1 << 46)) return tern_out_of_memory(n);
+    if (tern_scavenge_for_limit(n)) {
+        void *p = alloc_once(n, noscan, zero);
+        if (p) return p;
+    }
+    tern_gc("out of memory", true);
+    tern_scavenge_for_limit(n);
+    void *p = alloc_once(n, noscan, zero);
+    return p ? p : tern_out_of_memory(n);
+}
+
+void *tern_alloc_internal(size_t n, bool noscan, bool zero) {
+    void *p = alloc_once(n, noscan, zero);
+    return likely(p != NULL) ? p : alloc_retry(n, noscan, zero);
 }
 
 TERN_API void *tern_malloc(size_t n) { return tern_alloc_internal(n, false, true); }

@@ -120,6 +120,7 @@ static __attribute__((noinline)) void stw_cycle(struct thread *self, const char 
             char extra[256];
             detail_extra(extra, sizeof extra);
             tern_log("tern: gc %llu detail: pause: %.3f ms%s\n", (unsigned long long)cycle, pause / 1e6, extra);
+            tern_trace_memory(cycle);
         }
     }
 }
@@ -261,6 +262,7 @@ static void concurrent_cycle(const char *why) {
             detail_extra(extra, sizeof extra);
             tern_log("tern: gc %llu detail: start pause: stop %.3f ms; final pause: stop %.3f ms, mark %.3f ms%s\n",
                      (unsigned long long)cycle, stop1 / 1e6, stop2 / 1e6, (fin2 - stop2) / 1e6, extra);
+            tern_trace_memory(cycle);
         }
     }
 }
@@ -378,6 +380,32 @@ void tern_gc_for(const char *why, bool full_sweep, uint64_t extra) {
     pthread_mutex_unlock(&tern_gc_lock);
 }
 
+/* A cycle asked for by a collector-side thread that is not a mutator (the
+ * scavenger, when the program idles): it waits for the cycle and sweeps,
+ * and it is never stopped or scanned.  Returns whether a cycle ran. */
+bool tern_gc_background(const char *why) {
+    if (tern_concurrent()) {
+        int st = collector_start();
+        while (st == 1) st = (sched_yield(), atomic_load(&collector_state));
+        if (st == 2) {
+            pthread_mutex_lock(&req_lock);
+            uint64_t target = request_locked(why, true);
+            while (finished < target) pthread_cond_wait(&req_done, &req_lock);
+            pthread_mutex_unlock(&req_lock);
+            tern_sweep_finish();
+            return true;
+        }
+    }
+    pthread_mutex_lock(&tern_gc_lock);
+    atomic_store(&gc_running, 1);
+    stw_cycle(NULL, why, true);
+    atomic_store(&gc_running, 0);
+    pthread_mutex_unlock(&tern_gc_lock);
+    return true;
+}
+
+bool tern_gc_in_progress(void) { return atomic_load(&gc_running) != 0; }
+
 /* Allocation while marking: help the marker when past the goal, or
  * always while pre-cleaning fails to converge (tern_assist_hard). */
 _Atomic int tern_assist_hard;
@@ -432,5 +460,14 @@ TERN_API int tern_get_stats(struct tern_stats *out) {
     out->peak_rss_bytes = tern_peak_rss();
     out->assist_ns = atomic_load(&tern_assist_ns);
     out->process_cpu_ns = tern_process_cpu_ns();
+    out->resident_bytes = tern_os_rss();
+    out->free_bytes = atomic_load(&tern_heap.dirty_free);
+    out->committed_bytes = tern_heap_committed();
+    uint64_t used = out->heap_bytes + out->free_bytes + atomic_load(&tern_heap.meta_bytes);
+    out->released_bytes = out->mapped_bytes > used ? out->mapped_bytes - used : 0;
+    out->scavenged_bytes = atomic_load(&tern_heap.released);
+    out->memory_limit = atomic_load(&tern_memlimit);
+    out->limit_failures = atomic_load(&tern_heap.limit_failures);
+    out->scavenger_cpu_ns = tern_scavenger_cpu_ns();
     return TERN_OK;
 }

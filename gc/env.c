@@ -83,6 +83,12 @@ void tern_env_load(struct tern_config *cfg) {
         if (k < sizeof kinds / sizeof kinds[0]) cfg->barrier = (int)k;
         else tern_env_bad("TERN_BARRIER", v, "auto, uffd, softdirty, mprotect, explicit or stw");
     }
+    if ((v = getenv("TERN_MEMLIMIT"))) {
+        size_t sz;
+        if (strcmp(v, "off") == 0 || strcmp(v, "0") == 0) cfg->memlimit = 0;
+        else if (parse_size(v, &sz) && sz >= (1u << 20)) cfg->memlimit = sz;
+        else tern_env_bad("TERN_MEMLIMIT", v, "a size >= 1MiB, e.g. 512MiB, or off");
+    }
     if ((v = getenv("TERN_INITIAL_HEAP"))) {
         size_t sz;
         if (parse_size(v, &sz) && sz >= (256u << 10)) cfg->initial_heap = sz;

@@ -54,6 +54,7 @@ static struct chunk *chunk_new(size_t size, bool huge) {
     tern_barrier_chunk_added(c);
     bounds_add((uintptr_t)c, (uintptr_t)c + size);
     atomic_fetch_add(&tern_heap.mapped, size);
+    atomic_fetch_add(&tern_heap.meta_bytes, CHUNK_META_PAGES * PAGE_SIZE);
     c->next = tern_heap.chunks;
     __atomic_store_n(&tern_heap.chunks, c, __ATOMIC_RELEASE);
     return c;
@@ -105,11 +106,25 @@ static struct span *huge_alloc(size_t npages, bool *needzero) {
     return s;
 }
 
+/* Would taking `clean` bytes of pages that are not resident yet (and
+ * maybe a new chunk's header) pass the memory limit?  Heap lock held. */
+static bool over_limit(size_t clean) {
+    size_t limit = atomic_load_explicit(&tern_memlimit, memory_order_relaxed);
+    if (!limit) return false;
+    if (tern_heap_committed() + clean <= limit) return false;
+    atomic_fetch_add(&tern_heap.limit_failures, 1);
+    return true;
+}
+
+/* A span of npages pages, or NULL when the OS refuses memory or the
+ * memory limit would be passed (the caller collects, returns free pages
+ * and tries again; see alloc.c). */
 struct span *tern_span_alloc(size_t npages, bool *needzero) {
     struct span *s = NULL;
     pthread_mutex_lock(&tern_heap.lock);
     if (npages > CHUNK_PAGES - CHUNK_META_PAGES) {
-        s = huge_alloc(npages, needzero);
+        size_t size = ALIGN_UP(CHUNK_META_PAGES * PAGE_SIZE + npages * PAGE_SIZE, CHUNK_SIZE);
+        if (!over_limit(size)) s = huge_alloc(npages, needzero);
         goto out;
     }
     for (int attempt = 0; attempt < 2 && !s; attempt++) {
@@ -117,12 +132,16 @@ struct span *tern_span_alloc(size_t npages, bool *needzero) {
             if (c->huge) continue;
             long f = find_run(c, npages);
             if (f < 0) continue;
-            bool dirty = false;
+            size_t dirty = 0;
+            for (size_t i = (size_t)f; i < (size_t)f + npages; i++)
+                dirty += (c->dirty_pages[i / 64] >> (i % 64)) & 1;
+            if (over_limit((npages - dirty) * PAGE_SIZE)) goto out;
             for (size_t i = (size_t)f; i < (size_t)f + npages; i++) {
                 c->free_pages[i / 64] &= ~(1ull << (i % 64));
-                dirty |= (c->dirty_pages[i / 64] >> (i % 64)) & 1;
                 c->dirty_pages[i / 64] |= 1ull << (i % 64);
             }
+            atomic_fetch_sub(&tern_heap.dirty_free, dirty * PAGE_SIZE);
+            c->header_released = 0;
             s = &c->spans[f];
             memset(s, 0, sizeof *s);
             s->chunk = c;
@@ -135,7 +154,7 @@ struct span *tern_span_alloc(size_t npages, bool *needzero) {
             memset((void *)s->alloc, 0, s->nwords * 8);
             memset((void *)s->mark, 0, s->nwords * 8);
             memset((void *)s->freed, 0, s->nwords * 8);
-            *needzero = dirty;
+            *needzero = dirty != 0;
             /* Publish the page map last: a concurrent lookup sees either no
              * span or a fully initialised one (state is still SPAN_FREE
              * until the caller sets it). */
@@ -143,7 +162,7 @@ struct span *tern_span_alloc(size_t npages, bool *needzero) {
                 __atomic_store_n(&c->pagemap[i], (uint16_t)(f + 1), __ATOMIC_RELEASE);
             break;
         }
-        if (!s && attempt == 0 && !chunk_new(CHUNK_SIZE, false)) break;
+        if (!s && attempt == 0 && (over_limit(CHUNK_SIZE) || !chunk_new(CHUNK_SIZE, false))) break;
     }
 out:
     if (s) atomic_fetch_add(&tern_heap.span_bytes, (size_t)s->npages * PAGE_SIZE);
@@ -158,6 +177,7 @@ void tern_span_release(struct span *s) {
     atomic_fetch_sub(&tern_heap.span_bytes, (size_t)s->npages * PAGE_SIZE);
     if (c->huge) {
         tern_os_decommit((void *)c->start, c->size - CHUNK_META_PAGES * PAGE_SIZE);
+        atomic_fetch_add(&tern_heap.released, c->size - CHUNK_META_PAGES * PAGE_SIZE);
         c->next_free = huge_free;
         huge_free = c;
     } else {
@@ -166,6 +186,76 @@ void tern_span_release(struct span *s) {
             __atomic_store_n(&c->pagemap[i], 0, __ATOMIC_RELEASE);
             c->free_pages[i / 64] |= 1ull << (i % 64);
         }
+        atomic_fetch_add(&tern_heap.dirty_free, (size_t)s->npages * PAGE_SIZE);
     }
     pthread_mutex_unlock(&tern_heap.lock);
+}
+
+/* ---- returning free pages to the OS ------------------------------------
+ *
+ * A free page is "dirty" if it may be resident (it was used since the
+ * chunk was mapped or the page last returned).  Returning it is
+ * MADV_DONTNEED: the page stays mapped (no new mapping is ever created, so
+ * the count of mappings stays bounded) and reads back as zero, so its
+ * dirty bit is cleared and the next span there needs no zeroing.  The run
+ * being returned is taken out of the free map while the heap lock is
+ * dropped for the system call, so an allocator never waits on madvise and
+ * never gets a page while it is being returned.
+ *
+ * A chunk whose pages are all free and returned can also return the part
+ * of its header that describes spans (descriptors and bitmaps: zero is
+ * their empty state).  The header's first pages (page map, free map)
+ * stay, and the chunk stays mapped: a stale or false pointer into it must
+ * still find a valid, empty chunk. */
+
+#define RELEASE_RUN_MAX 256 /* pages per madvise: 2 MiB */
+
+static bool chunk_empty(struct chunk *c) {
+    for (size_t i = c->meta_pages; i < CHUNK_PAGES; i++)
+        if (!page_free(c, i) || ((c->dirty_pages[i / 64] >> (i % 64)) & 1)) return false;
+    return true;
+}
+
+static void release_header(struct chunk *c) {
+    uintptr_t lo = ALIGN_UP((uintptr_t)&c->spans[0], 4096), hi = (uintptr_t)c + c->meta_pages * PAGE_SIZE;
+    hi &= ~(uintptr_t)4095;
+    if (hi > lo) tern_os_decommit((void *)lo, hi - lo);
+    c->header_released = 1;
+}
+
+/* Return up to `want` bytes of free pages (at least one run if want > 0).
+ * headers: also return the span part of empty chunks' headers.  Returns
+ * the bytes returned.  No lock held by the caller. */
+size_t tern_heap_release(size_t want, bool headers) {
+    size_t done = 0;
+    pthread_mutex_lock(&tern_heap.lock);
+    for (struct chunk *c = tern_heap.chunks; c && (done < want || headers); c = c->next) {
+        if (c->huge) continue;
+        size_t i = c->meta_pages;
+        while (i < CHUNK_PAGES && done < want) {
+            uint64_t w = c->free_pages[i / 64] & c->dirty_pages[i / 64];
+            w >>= i % 64;
+            if (!w) { i = (i / 64 + 1) * 64; continue; }
+            i += (size_t)__builtin_ctzll(w);
+            size_t j = i;
+            while (j < CHUNK_PAGES && j - i < RELEASE_RUN_MAX && page_free(c, j) &&
+                   ((c->dirty_pages[j / 64] >> (j % 64)) & 1))
+                j++;
+            for (size_t k = i; k < j; k++) c->free_pages[k / 64] &= ~(1ull << (k % 64));
+            pthread_mutex_unlock(&tern_heap.lock);
+            tern_os_decommit((char *)c + i * PAGE_SIZE, (j - i) * PAGE_SIZE);
+            pthread_mutex_lock(&tern_heap.lock);
+            for (size_t k = i; k < j; k++) {
+                c->free_pages[k / 64] |= 1ull << (k % 64);
+                c->dirty_pages[k / 64] &= ~(1ull << (k % 64));
+            }
+            atomic_fetch_sub(&tern_heap.dirty_free, (j - i) * PAGE_SIZE);
+            atomic_fetch_add(&tern_heap.released, (j - i) * PAGE_SIZE);
+            done += (j - i) * PAGE_SIZE;
+            i = j;
+        }
+        if (headers && !c->header_released && chunk_empty(c)) release_header(c);
+    }
+    pthread_mutex_unlock(&tern_heap.lock);
+    return done;
 }

@@ -37,6 +37,7 @@ static void atfork_prepare(void) {
     tern_roots_lock();
     pthread_mutex_lock(&tern_threads_lock);
     tern_central_lock_all();
+    tern_scavenger_atfork_prepare();
     pthread_mutex_lock(&tern_heap.lock);
     if (shim_prepare) shim_prepare();
 }
@@ -44,6 +45,7 @@ static void atfork_prepare(void) {
 static void atfork_parent(void) {
     if (shim_release) shim_release();
     pthread_mutex_unlock(&tern_heap.lock);
+    tern_scavenger_atfork_parent();
     tern_central_unlock_all();
     pthread_mutex_unlock(&tern_threads_lock);
     tern_roots_unlock();
@@ -54,6 +56,7 @@ static void atfork_child(void) {
     atfork_parent();
     tern_markers_atfork_child();
     tern_collect_atfork_child();
+    tern_scavenger_atfork_child();
     tern_thread_atfork_child();
     tern_trace_atfork_child();
 }
@@ -71,6 +74,7 @@ static void init_locked(const struct tern_options *opts) {
         if (opts->barrier > 0 && opts->barrier <= TERN_BARRIER_STW) tern_cfg.barrier = opts->barrier;
         if (opts->trace) tern_cfg.trace = opts->trace;
         if (opts->initial_heap) tern_cfg.initial_heap = opts->initial_heap;
+        if (opts->memory_limit) tern_cfg.memlimit = opts->memory_limit;
     }
     tern_barrier_init(tern_cfg.barrier);
     tern_sizeclass_init();

@@ -123,6 +123,7 @@ struct chunk {
     uint8_t card_shift;       /* a card covers 1 << card_shift bytes        */
     uint8_t untracked;        /* barrier: report the whole chunk written    */
     uint8_t unregistered;     /* barrier: the kernel refused to track it    */
+    uint8_t header_released;  /* empty: span part of the header returned    */
     _Atomic uint8_t cards[CHUNK_PAGES]; /* barrier: card written while marking */
     uint64_t free_pages[CHUNK_PAGES / 64]; /* 1 = page free                 */
     uint64_t dirty_pages[CHUNK_PAGES / 64]; /* 1 = page may hold old data  */
@@ -171,11 +172,23 @@ struct heap {
     _Atomic uintptr_t lo, hi;       /* bounds of all chunks            */
     _Atomic size_t mapped;          /* bytes mapped for chunks         */
     _Atomic size_t span_bytes;      /* bytes in in-use spans           */
+    _Atomic size_t dirty_free;      /* free pages that may be resident */
+    _Atomic size_t meta_bytes;      /* chunk header pages              */
+    _Atomic uint64_t released;      /* bytes given back, since start   */
+    _Atomic uint64_t limit_failures; /* spans refused by the limit     */
 };
 extern struct heap tern_heap;
 extern struct chunk **_Atomic tern_chunkmap_l1[];
 struct span *tern_span_alloc(size_t npages, bool *needzero); /* heap lock held inside */
 void tern_span_release(struct span *s);       /* give pages back      */
+/* Bytes of the heap that may be resident: spans, free pages not yet
+ * returned, chunk headers.  The memory limit applies to this. */
+static inline size_t tern_heap_committed(void) {
+    return atomic_load_explicit(&tern_heap.span_bytes, memory_order_relaxed) +
+           atomic_load_explicit(&tern_heap.dirty_free, memory_order_relaxed) +
+           atomic_load_explicit(&tern_heap.meta_bytes, memory_order_relaxed);
+}
+size_t tern_heap_release(size_t want, bool headers); /* return free pages to the OS */
 
 #define L1_BITS 13
 #define L2_BITS (47 - CHUNK_SHIFT - L1_BITS)
@@ -380,11 +393,24 @@ void tern_pacer_note_alloc(int64_t bytes, int64_t objs, bool may_collect);
 void tern_pacer_note_free(uint64_t bytes);
 void tern_pacer_cycle_done(uint64_t live, uint64_t black, uint64_t grown_while_marking);
 void tern_pacer_init(void);
+void tern_pacer_limit_changed(void);   /* tern_set_memory_limit */
+
+/* ---- giving memory back, the memory limit (scavenge.c) ----------------- */
+extern _Atomic size_t tern_memlimit;       /* 0: none */
+void tern_scavenger_poke(void);            /* allocation published: start it if due */
+void tern_scavenger_atfork_prepare(void);
+void tern_scavenger_atfork_parent(void);
+void tern_scavenger_atfork_child(void);
+size_t tern_scavenge_for_limit(size_t need); /* allocating thread, over the limit */
+uint64_t tern_scavenger_cpu_ns(void);
+void *tern_out_of_memory(size_t n);         /* after a full collection: handler or NULL */
 
 /* ---- the cycle, stats, tracing (collect.c) ------------------------------ */
 void tern_gc(const char *why, bool full_sweep);
 void tern_gc_for(const char *why, bool full_sweep, uint64_t extra);
 void tern_gc_assist(uint64_t bytes);
+bool tern_gc_background(const char *why);   /* from an unregistered collector thread */
+bool tern_gc_in_progress(void);
 void tern_collect_atfork_child(void);
 struct tern_global_stats {
     _Atomic uint64_t cycles, allocated_bytes, allocated_objects, freed_bytes,
@@ -404,6 +430,7 @@ struct tern_config {
     int barrier;           /* enum tern_barrier asked for */
     int trace;
     size_t initial_heap;
+    size_t memlimit;       /* TERN_MEMLIMIT, bytes; 0 = none */
     int checkmark;         /* TERN_DEBUG=checkmark */
     int stats;             /* TERN_STATS=1: summary at exit */
     const char *log_file;  /* TERN_LOG_FILE */
@@ -434,6 +461,7 @@ uint64_t tern_process_cpu_ns(void);
 double tern_gc_cpu_percent(void);
 uint64_t tern_peak_rss(void);
 void tern_print_summary(void);
+void tern_trace_memory(uint64_t cycle);        /* TERN_TRACE=2 */
 void tern_tl_complete(const char *name, uint64_t start_ns, uint64_t dur_ns); /* "X" event, this thread */
 void tern_tl_heap(uint64_t at_ns, uint64_t in_use, uint64_t live);          /* "C" event */
 void tern_tl_gc_cpu(uint64_t at_ns);                                         /* "C" event */

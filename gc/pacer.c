@@ -22,10 +22,29 @@ _Atomic uint64_t tern_in_use;
 _Atomic uint64_t tern_next_gc;
 _Atomic uint64_t tern_trigger;
 
+/* Under a memory limit (scavenge.c) the goal is capped so that the heap's
+ * committed bytes stay under it: the limit less the chunk headers and a
+ * sixteenth for free slots and pages.  It never drops below live data plus
+ * a sixteenth (and 1 MiB): a program living just under the limit gets
+ * cycles spaced by that much allocation, and if it outgrows the limit, its
+ * allocations fail rather than the collector running without end.  The
+ * limit applies even with TERN_GC=off. */
 static uint64_t goal_for(uint64_t live) {
-    if (tern_cfg.gc_percent < 0) return UINT64_MAX;
-    uint64_t g = live + live / 100 * (uint64_t)tern_cfg.gc_percent;
-    return g < tern_cfg.initial_heap ? tern_cfg.initial_heap : g;
+    uint64_t g = UINT64_MAX;
+    if (tern_cfg.gc_percent >= 0) {
+        g = live + live / 100 * (uint64_t)tern_cfg.gc_percent;
+        if (g < tern_cfg.initial_heap) g = tern_cfg.initial_heap;
+    }
+    size_t limit = atomic_load_explicit(&tern_memlimit, memory_order_relaxed);
+    if (limit) {
+        size_t meta = atomic_load(&tern_heap.meta_bytes);
+        uint64_t cap = limit > meta ? limit - meta : 0;
+        cap -= cap / 16;
+        uint64_t floor = live + (live / 16 > (1u << 20) ? live / 16 : (1u << 20));
+        if (cap < floor) cap = floor;
+        if (cap < g) g = cap;
+    }
+    return g;
 }
 
 static uint64_t last_live; /* live data of the cycle before (collector only) */
@@ -43,7 +62,17 @@ static uint64_t trigger_for(uint64_t live, uint64_t goal, uint64_t grown) {
     return t < lo ? lo : t > hi ? hi : t;
 }
 
+/* The memory limit changed: move the goal now, from the last live data. */
+void tern_pacer_limit_changed(void) {
+    pthread_mutex_lock(&tern_gc_lock);
+    uint64_t goal = goal_for(last_live);
+    atomic_store(&tern_next_gc, goal);
+    atomic_store(&tern_trigger, trigger_for(last_live, goal, 0));
+    pthread_mutex_unlock(&tern_gc_lock);
+}
+
 void tern_pacer_init(void) {
+    atomic_store(&tern_memlimit, tern_cfg.memlimit);
     atomic_store(&tern_next_gc, goal_for(0));
     atomic_store(&tern_trigger, trigger_for(0, goal_for(0), 0));
 }
@@ -58,6 +87,7 @@ void tern_pacer_note_alloc(int64_t bytes, int64_t objs, bool may_collect) {
         return;
     }
     uint64_t now = atomic_fetch_add_explicit(&tern_in_use, (uint64_t)bytes, memory_order_relaxed) + (uint64_t)bytes;
+    if (may_collect) tern_scavenger_poke();
     if (may_collect && unlikely(now >= atomic_load_explicit(&tern_trigger, memory_order_relaxed))) {
         tern_gc("heap goal", false);
         tern_gc_assist((uint64_t)bytes);

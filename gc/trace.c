@@ -15,6 +15,7 @@
  * what is left and closes the JSON array, so the file is valid JSON after
  * a normal exit.  A forked child does not write to its parent's file. */
 #include "internal.h"
+#include "tern/memory.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -319,6 +320,82 @@ void tern_print_summary(void) {
              atomic_load(&tern_stats_g.allocated_bytes) / MiB,
              (unsigned long long)atomic_load(&tern_stats_g.allocated_objects),
              atomic_load(&tern_stats_g.freed_bytes) / MiB, atomic_load(&tern_stats_g.live_bytes) / MiB);
+    struct tern_stats st;
+    tern_get_stats(&st);
+    tern_log("tern: stats memory: resident %.1f MiB, free pages %.1f MiB, released %.1f MiB, returned %.1f MiB "
+             "in all (scavenger cpu %.3f ms)\n",
+             st.resident_bytes / MiB, st.free_bytes / MiB, st.released_bytes / MiB, st.scavenged_bytes / MiB,
+             st.scavenger_cpu_ns / 1e6);
+}
+
+/* ---- where the memory is: per-class figures, the memory report ---------- */
+
+/* Walk every span (chunk list read without the heap lock: chunks are never
+ * unmapped, and a span seen half made or half freed only skews a figure). */
+static int class_stats(struct tern_class_stats *out, int max) {
+    static struct tern_class_stats acc[NCLASSES_MAX];
+    static pthread_mutex_t acc_lock = PTHREAD_MUTEX_INITIALIZER;
+    pthread_mutex_lock(&acc_lock);
+    memset(acc, 0, sizeof acc);
+    for (unsigned k = 1; k < tern_nclasses; k++) acc[k].size = tern_classes[k].size;
+    for (struct chunk *c = __atomic_load_n(&tern_heap.chunks, __ATOMIC_ACQUIRE); c; c = c->next) {
+        struct span *sp;
+        for (size_t p = c->meta_pages; (sp = chunk_next_span(c, &p));) {
+            int st = atomic_load(&sp->state);
+            if (st == SPAN_FREE) continue;
+            unsigned k = sp->spanclass >> 1;
+            if (k >= tern_nclasses) continue;
+            struct tern_class_stats *a = &acc[k];
+            a->spans++;
+            a->span_bytes += (uint64_t)sp->npages * PAGE_SIZE;
+            if (k == 0) {
+                a->used_bytes += sp->limit;
+                continue;
+            }
+            uint64_t used = 0;
+            unsigned last = sp->nelems / 64, r = sp->nelems % 64;
+            for (unsigned w = 0; w < sp->nwords && w <= last; w++) {
+                uint64_t valid = w < last ? ~0ull : r ? (1ull << r) - 1 : 0;
+                used += (uint64_t)__builtin_popcountll(atomic_load_explicit(&sp->alloc[w], memory_order_relaxed) & valid);
+            }
+            a->used_bytes += used * sp->elemsize;
+            a->free_bytes += (sp->nelems - used) * (uint64_t)sp->elemsize;
+        }
+    }
+    int n = 0;
+    for (unsigned k = 0; k < tern_nclasses; k++)
+        if (acc[k].spans) {
+            if (n < max) out[n] = acc[k];
+            n++;
+        }
+    pthread_mutex_unlock(&acc_lock);
+    return n;
+}
+
+TERN_API int tern_get_class_stats(struct tern_class_stats *out, int max) {
+    if (max < 0 || (!out && max > 0)) return TERN_EINVAL;
+    tern_ensure_init();
+    return class_stats(out, max);
+}
+
+/* TERN_TRACE=2, after each cycle: where the heap's memory is. */
+void tern_trace_memory(uint64_t cycle) {
+    const double MiB = 1024.0 * 1024.0;
+    struct tern_stats st;
+    tern_get_stats(&st);
+    tern_log("tern: gc %llu memory: mapped %.1f MiB, resident %.1f MiB, spans %.1f MiB, free pages %.1f MiB, "
+             "released %.1f MiB, committed %.1f MiB%s, returned %.1f MiB so far\n",
+             (unsigned long long)cycle, st.mapped_bytes / MiB, st.resident_bytes / MiB, st.heap_bytes / MiB,
+             st.free_bytes / MiB, st.released_bytes / MiB, st.committed_bytes / MiB,
+             st.memory_limit ? " (limit set)" : "", st.scavenged_bytes / MiB);
+    struct tern_class_stats cs[NCLASSES_MAX];
+    int n = class_stats(cs, NCLASSES_MAX);
+    char line[1024];
+    size_t len = 0;
+    for (int i = 0; i < n && len < sizeof line - 64; i++)
+        len += (size_t)snprintf(line + len, sizeof line - len, " %s%u:%.0f/%.0fK", cs[i].size ? "" : "large", cs[i].size,
+                                cs[i].used_bytes / 1024.0, cs[i].free_bytes / 1024.0);
+    tern_log("tern: gc %llu classes (size:used/free):%s\n", (unsigned long long)cycle, len ? line : " none");
 }
 
 static void at_exit(void) {

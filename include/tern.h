@@ -50,6 +50,7 @@ struct tern_options {
     int trace;            /* 0, 1 or 2 (see TERN_TRACE)                           */
     size_t initial_heap;  /* bytes before the first collection (default 4 MiB)    */
     int barrier;          /* enum tern_barrier (default: TERN_BARRIER or auto)     */
+    size_t memory_limit;  /* bytes (default: TERN_MEMLIMIT or none); tern/memory.h */
 };
 
 /* Figures a program can export.  All byte counts are bytes. */
@@ -82,6 +83,15 @@ struct tern_stats {
     uint64_t peak_rss_bytes;    /* peak resident set size of the process          */
     uint64_t assist_ns;         /* wall time allocating threads spent marking     */
     uint64_t process_cpu_ns;    /* CPU time of the whole process so far           */
+    /* since 0.1.0+memory (see tern/memory.h): */
+    uint64_t resident_bytes;    /* resident set size of the process now           */
+    uint64_t free_bytes;        /* free heap pages still resident (held for reuse) */
+    uint64_t released_bytes;    /* mapped heap pages not resident (returned/new)  */
+    uint64_t committed_bytes;   /* spans + free_bytes + chunk headers (the limit) */
+    uint64_t scavenged_bytes;   /* total bytes returned to the OS so far          */
+    uint64_t memory_limit;      /* bytes, 0 = none                               */
+    uint64_t limit_failures;    /* spans refused by the limit (then retried)      */
+    uint64_t scavenger_cpu_ns;  /* CPU time spent returning memory                */
 };
 
 void  *tern_malloc(size_t n);            /* zeroed, may hold pointers, scanned */

@@ -7,6 +7,8 @@
  *   tern_helper init-heap  tern_init(initial_heap 64 MiB), garbage
  *   tern_helper trace      2 threads make 48 MiB of garbage, collect, print
  *                          every tern_get_stats figure, return from main
+ *   tern_helper memlimit   one object; print the memory limit in force
+ *   tern_helper init-limit tern_init(memory_limit 80 MiB), then as memlimit
  *   tern_helper exit-thread  garbage, collect, then a second thread calls
  *                          exit(0) while main waits for it
  *
@@ -14,6 +16,7 @@
  * The exit status is 0 unless the helper itself failed.
  */
 #include "common.h"
+#include "tern/memory.h"
 
 #include <pthread.h>
 
@@ -86,6 +89,21 @@ int main(int argc, char **argv)
         printf("cycles_alloc=%llu\n", cycles_now());
         tern_collect();
         print_stats("final_");
+        return 0;
+    }
+    if (strcmp(mode, "memlimit") == 0 || strcmp(mode, "init-limit") == 0) {
+        struct tern_stats st;
+        if (mode[0] == 'i') {
+            struct tern_options o;
+            memset(&o, 0, sizeof o);
+            o.memory_limit = 80 * MiB;
+            printf("init=%d ", tern_init(&o));
+        }
+        tern_free(tern_malloc(16));
+        tern_get_stats(&st);
+        printf("memory_limit=%llu", (unsigned long long)st.memory_limit);
+        if (mode[0] == 'i') printf(" query=%zu", tern_set_memory_limit(TERN_LIMIT_QUERY));
+        printf("\n");
         return 0;
     }
     if (strcmp(mode, "init") == 0) {
