@@ -19,7 +19,7 @@
  * programs never have one) wakes every 100 ms.  It works only between
  * cycles (returning pages under a write barrier makes them all look
  * written).  Its work is paced to about 1% of one core: after each batch
- * it sleeps 99 times as long as the batch took.
+ * it sleeps 99 times the CPU time the batch took.
  *
  * IDLE.  When the program has allocated nothing for half a second while
  * the heap holds much more than the last cycle found live (a burst that
@@ -92,12 +92,13 @@ static void sleep_ns(uint64_t ns) {
     pthread_mutex_unlock(&wake_lock);
 }
 
-/* One batch; returns bytes returned. */
-static size_t batch(size_t want, bool headers) {
+/* One batch; returns bytes returned, and in *cpu the CPU time it took. */
+static size_t batch(size_t want, bool headers, uint64_t *cpu) {
     pthread_mutex_lock(&scav_lock);
     uint64_t c0 = tern_thread_cpu_ns();
     size_t got = tern_heap_release(want < BATCH ? want : BATCH, headers);
-    atomic_fetch_add(&scav_cpu_ns, tern_thread_cpu_ns() - c0);
+    *cpu = tern_thread_cpu_ns() - c0;
+    atomic_fetch_add(&scav_cpu_ns, *cpu);
     pthread_mutex_unlock(&scav_lock);
     return got;
 }
@@ -131,13 +132,14 @@ static void *scavenger_main(void *arg) {
         for (;;) {
             if (tern_gc_in_progress()) break;
             size_t want = excess(idle);
+            uint64_t d;
             if (!want) {
-                if (idle) batch(0, true); /* empty chunks' headers */
+                if (idle) batch(0, true, &d); /* empty chunks' headers */
                 break;
             }
-            uint64_t t0 = tern_now_ns();
-            if (!batch(want, idle)) break;
-            uint64_t d = tern_now_ns() - t0;
+            if (!batch(want, idle, &d)) break;
+            /* 1% of one core: the pacing counts CPU time, so a machine
+             * busy with other work does not slow it further. */
             sleep_ns(d * PACE > 1000000 ? d * PACE : 1000000);
         }
     }

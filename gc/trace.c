@@ -33,13 +33,13 @@ bool tern_timeline_on;
 _Atomic uint64_t tern_peak_mapped;
 
 void tern_log(const char *fmt, ...) {
-    char buf[512];
+    char buf[2048];
     va_list ap;
     va_start(ap, fmt);
     int n = vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
     if (n < 0) return;
-    if ((size_t)n >= sizeof buf) n = sizeof buf - 1;
+    if ((size_t)n >= sizeof buf) n = sizeof buf - 1, buf[n - 1] = '\n'; /* cut, but a whole line */
     ssize_t w = write(tern_log_fd, buf, (size_t)n);
     (void)w;
 }
@@ -393,8 +393,9 @@ void tern_trace_memory(uint64_t cycle) {
     char line[1024];
     size_t len = 0;
     for (int i = 0; i < n && len < sizeof line - 64; i++)
-        len += (size_t)snprintf(line + len, sizeof line - len, " %s%u:%.0f/%.0fK", cs[i].size ? "" : "large", cs[i].size,
-                                cs[i].used_bytes / 1024.0, cs[i].free_bytes / 1024.0);
+        len += cs[i].size ? (size_t)snprintf(line + len, sizeof line - len, " %u:%.0f/%.0fK", cs[i].size,
+                                             cs[i].used_bytes / 1024.0, cs[i].free_bytes / 1024.0)
+                          : (size_t)snprintf(line + len, sizeof line - len, " large:%.0f/0K", cs[i].used_bytes / 1024.0);
     tern_log("tern: gc %llu classes (size:used/free):%s\n", (unsigned long long)cycle, len ? line : " none");
 }
 

@@ -23,7 +23,7 @@ TestSuite(trace, .timeout = 60);
     "[0-9]+ threads, [0-9+]+ markers \\([a-z ]+\\), gc cpu ([0-9]+\\.[0-9])%$"
 
 struct parsed {
-    int lines;          /* lines starting "tern: gc " that are not detail lines */
+    int lines;          /* lines starting "tern: gc " that are not detail, memory or class lines */
     int npause;
     double pause_ms_sum, pause_ms_max;
     char kind[16];
@@ -45,7 +45,8 @@ static void parse_lines(const char *text, struct parsed *p)
     for (const char *s = text; *s;) {
         const char *eol = strchr(s, '\n');
         size_t len = eol ? (size_t)(eol - s) : strlen(s);
-        if (len < sizeof line && strncmp(s, "tern: gc ", 9) == 0 && !memmem(s, len, " detail: ", 9)) {
+        if (len < sizeof line && strncmp(s, "tern: gc ", 9) == 0 && !memmem(s, len, " detail: ", 9) &&
+            !memmem(s, len, " memory: ", 9) && !memmem(s, len, " classes (", 10)) {
             memcpy(line, s, len);
             line[len] = '\0';
             regmatch_t m[8];
@@ -129,6 +130,8 @@ Test(trace, detail_lines)
     cr_assert_eq(count_matching(r.err, " detail: ", 0), p.lines, "one detail line per cycle:\n%.3000s", r.err);
     cr_assert_eq(count_matching(r.err, "KiB stacks, ", 0), p.lines, "roots in every detail line");
     cr_assert_eq(count_matching(r.err, " MiB freed", 0), p.lines, "sweep figures in every detail line");
+    cr_assert_eq(count_matching(r.err, " memory: mapped ", 0), p.lines, "one memory line per cycle");
+    cr_assert_eq(count_matching(r.err, " classes (size:used/free): ", 0), p.lines, "one class line per cycle");
 }
 
 static int summary_count(const char *s) { return count_matching(s, "tern: stats pid ", 1); }
@@ -141,7 +144,8 @@ Test(trace, summary_once_at_exit)
     cr_assert_eq(summary_count(r.err), 1, "want one summary:\n%.3000s", r.err);
     cr_assert_eq(count_matching(r.err, "tern: stats pauses ", 1), 1);
     cr_assert_eq(count_matching(r.err, "tern: stats heap: peak mapped ", 1), 1);
-    cr_assert_eq(count_lines(r.err), 3, "the summary is three lines:\n%.3000s", r.err);
+    cr_assert_eq(count_matching(r.err, "tern: stats memory: resident ", 1), 1);
+    cr_assert_eq(count_lines(r.err), 4, "the summary is four lines:\n%.3000s", r.err);
     char want[64];
     snprintf(want, sizeof want, ": %lld cycles, ", val(&r, "cycles"));
     cr_assert_eq(count_matching(r.err, want, 0), 1, "summary cycles differ from the stats (%s):\n%s", want, r.err);
@@ -213,7 +217,7 @@ Test(trace, log_file_receives_lines_and_summary)
     parse_lines(text, &p);
     check_against_stats(&r, &p);
     cr_assert_eq(summary_count(text), 1, "%s", text);
-    cr_assert_eq(count_lines(text), p.lines + 3, "lines and summary only:\n%.3000s", text);
+    cr_assert_eq(count_lines(text), p.lines + 4, "lines and summary only:\n%.3000s", text);
 }
 
 static void timeline_case(const char *barrier)
