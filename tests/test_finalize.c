@@ -533,6 +533,53 @@ Test(finalize, ephemeron_chains_and_cycles)
     cr_assert_null(tern_ephemeron_new(NULL, NULL));
 }
 
+/* A long chain, made in a scrambled order: ephemeron i maps key i to key
+ * i + 1, so keeping key 0 keeps all, whatever order the pause visits them. */
+#define CHAIN 48
+static void **chain_e;   /* scanned: keeps the ephemerons */
+static struct obj *chain_head;
+
+static NOINLINE void make_long_chain(void)
+{
+    struct obj **k = tern_malloc((CHAIN + 1) * sizeof *k); /* holds the keys while they are made */
+    for (int i = 0; i <= CHAIN; i++) k[i] = obj_new(200 + (uint32_t)i);
+    for (int j = 0; j < CHAIN; j++) {
+        int i = (j * 17) % CHAIN; /* 17 is prime to 48: a permutation */
+        chain_e[i] = tern_ephemeron_new(k[i], k[i + 1]);
+        cr_assert_not_null(chain_e[i]);
+    }
+    chain_head = k[0];
+    memset(k, 0, (CHAIN + 1) * sizeof *k);
+}
+
+static NOINLINE void long_chain_alive(void)
+{
+    for (int i = 0; i < CHAIN; i++) {
+        struct obj *v = tern_ephemeron_value(chain_e[i]);
+        cr_assert(obj_ok(v, 200 + (uint32_t)i + 1), "chain link %d lost while its head lives (key %p head %p value %p id %u)", i,
+                  tern_ephemeron_key(chain_e[i]), (void *)chain_head, (void *)v, v ? v->id : 0);
+    }
+}
+
+Test(finalize, ephemeron_long_chain)
+{
+    chain_e = tern_malloc(CHAIN * sizeof *chain_e);
+    make_long_chain();
+    for (int r = 0; r < 3; r++) {
+        churn(256 * KiB, sizeof(struct obj));
+        collect_clean();
+        long_chain_alive();
+    }
+    chain_head = NULL;
+    int gone = 0;
+    for (int r = 0; r < ROUNDS && gone < CHAIN; r++) {
+        collect_clean();
+        gone = 0;
+        for (int i = 0; i < CHAIN; i++) gone += tern_ephemeron_key(chain_e[i]) == NULL;
+    }
+    cr_assert_geq(gone, CHAIN - 2, "a dropped chain kept %d keys alive", CHAIN - gone);
+}
+
 /* ---- uncollectable ------------------------------------------------------------ */
 
 static NOINLINE uintptr_t make_uncollectable(void)
