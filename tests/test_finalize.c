@@ -16,6 +16,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <sys/wait.h>
 #include <tern/finalize.h>
 #include <tern/typed.h>
 
@@ -830,4 +831,51 @@ Test(finalize, all_features_threads)
     cr_assert_eq(atomic_load(&thr_bad), 0, "%d finalizers saw a damaged object or child", atomic_load(&thr_bad));
     cr_assert_eq(twice, 0, "%d finalizers ran twice", twice);
     cr_assert_geq(done, NTHR * ITERS * 9 / 10, "only %d of %d finalizers ran", done, NTHR * ITERS);
+}
+
+/* ---- fork: the finalizer thread does not survive; the child restarts it ----- */
+
+static atomic_int fork_runs;
+static void fork_fin(void *p, void *data)
+{
+    (void)p, (void)data;
+    atomic_fetch_add(&fork_runs, 1);
+}
+
+static NOINLINE void make_fork_finalizable(int n)
+{
+    for (int i = 0; i < n; i++) {
+        struct obj *o = obj_new((uint32_t)i);
+        if (tern_register_finalizer(o, fork_fin, NULL) != TERN_OK)
+            _exit(5);
+    }
+}
+
+Test(finalize, fork_restarts_thread)
+{
+    make_fork_finalizable(10); /* starts the finalizer thread */
+    for (int r = 0; r < ROUNDS && atomic_load(&fork_runs) < 9; r++) {
+        collect_clean();
+        for (int k = 0; k < 100 && tern_finalizers_pending(); k++)
+            sched_yield();
+    }
+    cr_assert_geq(atomic_load(&fork_runs), 9);
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0) {
+        atomic_store(&fork_runs, 0);
+        make_fork_finalizable(20);
+        for (int r = 0; r < 40 && atomic_load(&fork_runs) < 18; r++) {
+            collect_clean();
+            for (int k = 0; k < 200 && tern_finalizers_pending(); k++)
+                sched_yield();
+        }
+        /* run by the restarted thread, never here (no tern_run_finalizers) */
+        _exit(atomic_load(&fork_runs) >= 18 ? 0 : 4);
+    }
+    int st;
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the child's finalizers did not run (status %d)", st);
 }
