@@ -741,7 +741,8 @@ static void *worker(void *arg)
     struct obj **strong = tern_malloc(64 * sizeof *strong);
     void **eph = tern_malloc(64 * sizeof *eph);
     uint64_t bm = 1;
-    tern_descr d = tern_make_descriptor(&bm, 2);
+    tern_descr d = tern_make_descriptor(&bm, 2), ld = tern_make_descriptor(&bm, 3);
+    uintptr_t *thead = NULL, tcount = 0;
     uint64_t rng = 0x1234567u + t;
     for (unsigned i = 0; i < ITERS; i++) {
         uint32_t id = t * ITERS + i;
@@ -784,6 +785,19 @@ static void *worker(void *arg)
         uintptr_t *ty = tern_malloc_typed(16, d);
         T_ASSERT(ty, "typed");
         TERN_STORE((void **)&ty[0], x);
+        /* a list of typed nodes (word 0: next, word 1: count, not a pointer),
+         * grown at the head and, every 4th time, by a node spliced in after
+         * the head: a write into an old node that marking must rescan */
+        uintptr_t *tn = tern_malloc_typed(24, ld);
+        T_ASSERT(tn, "typed");
+        tn[1] = ++tcount;
+        if (thead && (i % 4 == 3)) {
+            TERN_STORE((void **)&tn[0], (void *)thead[0]);
+            TERN_STORE((void **)&thead[0], tn);
+        } else {
+            TERN_STORE((void **)&tn[0], thead);
+            thead = tn;
+        }
         if (i % 64 == 0) {
             void *u = tern_malloc_uncollectable(48);
             T_ASSERT(u, "uncollectable");
@@ -801,6 +815,16 @@ static void *worker(void *arg)
             }
         }
     }
+    /* every typed node is still there, each count once */
+    unsigned char *seen = calloc(tcount + 1, 1);
+    uintptr_t n = 0;
+    for (uintptr_t *p = thead; p; p = (uintptr_t *)p[0], n++) {
+        T_ASSERT(tern_base(p) == p && p[1] >= 1 && p[1] <= tcount && !seen[p[1]], "typed list damaged at %lu",
+                 (unsigned long)n);
+        seen[p[1]] = 1;
+    }
+    T_ASSERT(n == tcount, "typed list has %lu of %lu nodes", (unsigned long)n, (unsigned long)tcount);
+    free(seen);
     return NULL;
 }
 
