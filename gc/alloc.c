@@ -308,6 +308,8 @@ static void free_large(struct span *s) {
 
 TERN_API void tern_free(void *p) {
     if (!p) return;
+    if (unlikely(atomic_load_explicit(&tern_finalize_any, memory_order_relaxed)))
+        tern_finalize_note_free(p); /* finalize.c: its registrations end */
     struct span *s = span_of((uintptr_t)p);
     unsigned st = s ? atomic_load_explicit(&s->state, memory_order_acquire) : SPAN_FREE;
     if (!s || st == SPAN_FREE) {
@@ -357,6 +359,8 @@ TERN_API void *tern_realloc(void *p, size_t n) {
     if (n <= old && (n > old / 2 || old <= 16)) return p;
     void *q = tern_alloc_internal(n, s->noscan, true);
     if (!q) return NULL;
+    if (unlikely(atomic_load_explicit(&tern_finalize_any, memory_order_relaxed)))
+        tern_finalize_note_realloc(p, q); /* an uncollectable object stays so */
     memcpy(q, p, n < old ? n : old);
     tern_written(q, n < old ? n : old); /* the explicit barrier must see the copy */
     tern_free(p);

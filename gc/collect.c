@@ -237,6 +237,7 @@ static void concurrent_cycle(const char *why) {
     atomic_fetch_add(&tern_stats_g.gc_cpu_ns, tern_thread_cpu_ns() - gc_cpu0 + helper_cpu);
     atomic_store(&gc_running, 0);
     pthread_mutex_unlock(&tern_gc_lock);
+    tern_finalize_cycle_done(); /* finalize.c: wake the finalizer thread */
     tern_trace_note_mapped();
     if (unlikely(tern_timeline_on)) {
         tern_tl_complete("start pause", t0, pause1);
@@ -342,6 +343,7 @@ void tern_gc_for(const char *why, bool full_sweep, uint64_t extra) {
     tern_ensure_init();
     struct thread *self = tern_thread_ensure();
     if (!self) return;
+    tern_finalize_kick(); /* no lock held: (re)start the finalizer thread if needed */
     if (tern_concurrent()) {
         uint64_t now = atomic_load(&tern_in_use) + extra, goal = atomic_load(&tern_next_gc);
         if (!full_sweep && now < atomic_load(&tern_trigger)) return;
@@ -378,6 +380,7 @@ void tern_gc_for(const char *why, bool full_sweep, uint64_t extra) {
     stw_cycle(self, why, full_sweep);
     atomic_store(&gc_running, 0);
     pthread_mutex_unlock(&tern_gc_lock);
+    tern_finalize_cycle_done(); /* finalize.c: wake the finalizer thread */
 }
 
 /* A cycle asked for by a collector-side thread that is not a mutator (the

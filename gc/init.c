@@ -35,6 +35,8 @@ void tern_atfork_shim(void (*prepare)(void), void (*release)(void)) {
 static void atfork_prepare(void) {
     pthread_mutex_lock(&tern_gc_lock);
     tern_roots_lock();
+    tern_finalize_lock();
+    tern_typed_atfork(0);
     pthread_mutex_lock(&tern_threads_lock);
     tern_central_lock_all();
     tern_scavenger_atfork_prepare();
@@ -48,6 +50,8 @@ static void atfork_parent(void) {
     tern_scavenger_atfork_parent();
     tern_central_unlock_all();
     pthread_mutex_unlock(&tern_threads_lock);
+    tern_typed_atfork(1);
+    tern_finalize_unlock();
     tern_roots_unlock();
     pthread_mutex_unlock(&tern_gc_lock);
 }
@@ -59,6 +63,7 @@ static void atfork_child(void) {
     tern_scavenger_atfork_child();
     tern_thread_atfork_child();
     tern_trace_atfork_child();
+    tern_finalize_atfork_child(); /* the finalizer thread restarts lazily */
 }
 
 static void init_locked(const struct tern_options *opts) {

@@ -110,6 +110,8 @@ struct span {
     _Atomic uint32_t nfree_hint; /* frees since the span was last swept     */
     struct span *next, *prev; /* list links (central lists)                 */
     struct chunk *chunk;
+    uint8_t typed;            /* 1: typed span (typed.c): scan descr's words */
+    const struct typed_descr *descr; /* ... the layout of every slot        */
 };
 
 struct chunk {
@@ -375,6 +377,36 @@ extern _Atomic uint64_t tern_marked_bytes;
 static inline bool bit_test(_Atomic uint64_t *bm, size_t i) {
     return (atomic_load_explicit(&bm[i / 64], memory_order_relaxed) >> (i % 64)) & 1;
 }
+
+/* Used by finalize.c in the final pause (world stopped, marking complete;
+ * stw cycle: the one pause).  tern_mark_state: -1 not a heap object, 0
+ * unmarked (or freed), 1 marked. */
+int tern_mark_state(uintptr_t p);
+void tern_mark_value(uintptr_t v);        /* mark and queue what v points to */
+void tern_mark_contents(uintptr_t obj);   /* queue obj's words, obj stays white */
+void tern_mark_drain_pause(void);         /* drain with the pause's markers */
+
+/* ---- typed layouts (typed.c) ------------------------------------------ *
+ * A typed span holds objects of one size class and one layout: only the
+ * words whose bit is set in descr are scanned (mark.c, scan_typed).  Stack
+ * entries for typed objects carry the tag bit 1 in their base address. */
+struct typed_descr {
+    uint32_t nwords;          /* words described; later words hold no pointer */
+    uint64_t bits[];          /* bit i set: word i may hold a pointer         */
+};
+void tern_typed_atfork(int phase);        /* 0 prepare, 1 parent, 2 child */
+
+/* ---- finalizers, weak links, ephemerons, uncollectable (finalize.c) ---- */
+extern _Atomic int tern_finalize_any;      /* a registration was ever made */
+void tern_finalize_pause(void);            /* mark.c: after the final drain */
+void tern_finalize_scan_roots(void (*scan)(uintptr_t lo, uintptr_t hi, void *), void *arg);
+void tern_finalize_lock(void);             /* roots.c: prepare .. done; fork */
+void tern_finalize_unlock(void);
+void tern_finalize_cycle_done(void);       /* collect.c: world running, no lock */
+void tern_finalize_kick(void);             /* no lock held: start the thread */
+void tern_finalize_note_free(void *p);     /* alloc.c: tern_free(p) */
+void tern_finalize_note_realloc(void *old, void *moved);
+void tern_finalize_atfork_child(void);
 
 /* ---- sweeping (sweep.c) ----------------------------------------------- */
 extern _Atomic uint32_t tern_sweepgen;

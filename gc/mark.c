@@ -124,6 +124,7 @@ static struct {
 
 _Atomic uint64_t tern_marked_bytes;
 static bool single_marker; /* one marker, world stopped: plain mark-bit updates */
+static unsigned pause_n = 1; /* markers of the pause now running (finalize.c drains) */
 static _Atomic int assist_hungry; /* an assist found the pool empty */
 static _Atomic int overflowed;
 
@@ -178,7 +179,7 @@ static inline __attribute__((always_inline)) void mark_word(struct marker *m, ui
     else if (atomic_fetch_or_explicit(mw, bit, memory_order_relaxed) & bit) return;
     uintptr_t size = s->spanclass ? s->elemsize : s->limit;
     m->marked += size;
-    if (!s->noscan) push(m, s, s->base + i * s->elemsize, size);
+    if (!s->noscan) push(m, s, (s->base + i * s->elemsize) | s->typed, size); /* tag: typed.c */
 }
 
 static void scan_range(struct marker *m, uintptr_t lo, uintptr_t hi) {
@@ -187,6 +188,29 @@ static void scan_range(struct marker *m, uintptr_t lo, uintptr_t hi) {
     lo = ALIGN_UP(lo, sizeof(uintptr_t));
     for (uintptr_t p = lo; p + sizeof(uintptr_t) <= hi; p += sizeof(uintptr_t))
         mark_word(m, *(volatile uintptr_t *)p, hlo, hspan);
+}
+
+/* A typed span (typed.c): scan only the words of [lo, lo + len) whose bit
+ * is set in the span's layout.  The range may cover several objects. */
+static __attribute__((noinline)) void scan_typed(struct marker *m, uintptr_t lo, uintptr_t len) {
+    uintptr_t hlo = atomic_load_explicit(&tern_heap.lo, memory_order_relaxed);
+    uintptr_t hspan = atomic_load_explicit(&tern_heap.hi, memory_order_relaxed) - hlo;
+    struct span *s = span_lookup(lo, hlo, hspan);
+    if (!s || !s->descr) return;
+    const struct typed_descr *d = s->descr;
+    uintptr_t hi = lo + len;
+    for (uintptr_t p = ALIGN_UP(lo, sizeof(uintptr_t)); p + sizeof(uintptr_t) <= hi; p += sizeof(uintptr_t)) {
+        uintptr_t off = p - s->base;
+        size_t w = (off - span_slot(s, off) * s->elemsize) / sizeof(uintptr_t);
+        if (w < d->nwords && ((d->bits[w / 64] >> (w % 64)) & 1))
+            mark_word(m, *(volatile uintptr_t *)p, hlo, hspan);
+    }
+}
+
+/* One mark-stack entry: a base tagged with bit 0 is a typed range. */
+static inline void scan_entry(struct marker *m, uintptr_t b, uintptr_t l) {
+    if (unlikely(b & 1)) scan_typed(m, b & ~(uintptr_t)1, l);
+    else scan_range(m, b, b + l);
 }
 
 /* ---- work sharing ---------------------------------------------------------- */
@@ -272,7 +296,7 @@ static void drain(struct marker *m) {
             uintptr_t b = qb[qh], l = ql[qh];
             qh = (qh + 1) % PREFETCH_DEPTH;
             qn--;
-            scan_range(m, b, b + l);
+            scan_entry(m, b, l);
             if ((++tick & 15) == 0 && m->st.n > 64 &&
                 (atomic_load_explicit(&pool.waiting, memory_order_relaxed) ||
                  atomic_load_explicit(&assist_hungry, memory_order_relaxed))) {
@@ -400,7 +424,7 @@ static void rescan_overflowed(struct marker *m) {
             for (size_t i = 0; i < s->nelems; i++)
                 if (bit_test(s->mark, i)) {
                     uintptr_t size = s->spanclass ? s->elemsize : s->limit;
-                    push(m, s, s->base + i * s->elemsize, size);
+                    push(m, s, (s->base + i * s->elemsize) | s->typed, size);
                 }
         }
     }
@@ -409,7 +433,7 @@ static void rescan_overflowed(struct marker *m) {
 /* Drain m's stack alone, without the shared pool (the checkmark re-mark). */
 static void drain_alone(struct marker *m) {
     uintptr_t b, l;
-    while (pop(m, &b, &l)) scan_range(m, b, b + l);
+    while (pop(m, &b, &l)) scan_entry(m, b, l);
 }
 
 /* TERN_DEBUG=checkmark: after the parallel mark, mark again from scratch
@@ -507,9 +531,39 @@ uint64_t tern_mark_roots_and_drain(unsigned want) {
     tern_roots_scan(scan_root, &markers[0]);
     markers[0].cpu_ns += tern_thread_cpu_ns() - cpu0;
     drain_all(n);
+    pause_n = n;
+    tern_finalize_pause(); /* finalize.c: ephemerons, weak links, finalizers */
     if (tern_cfg.checkmark) checkmark();
     return account(n);
 }
+
+/* ---- for finalize.c, in the pause after the final drain ------------------------ */
+
+int tern_mark_state(uintptr_t p) {
+    struct span *s = span_of(p);
+    if (!s || atomic_load(&s->state) == SPAN_FREE) return -1;
+    uintptr_t off = p - s->base;
+    if (off >= s->limit) return -1;
+    size_t i = span_slot(s, off);
+    if (bit_test(s->freed, i)) return 0;
+    return bit_test(s->mark, i);
+}
+
+void tern_mark_value(uintptr_t v) {
+    uintptr_t hlo = atomic_load(&tern_heap.lo), hspan = atomic_load(&tern_heap.hi) - hlo;
+    mark_word(&markers[0], v, hlo, hspan);
+}
+
+void tern_mark_contents(uintptr_t p) {
+    struct span *s = span_of(p);
+    if (!s || atomic_load(&s->state) == SPAN_FREE || s->noscan) return;
+    uintptr_t off = p - s->base;
+    if (off >= s->limit) return;
+    size_t i = span_slot(s, off);
+    push(&markers[0], s, (s->base + i * s->elemsize) | s->typed, s->spanclass ? s->elemsize : s->limit);
+}
+
+void tern_mark_drain_pause(void) { drain_all(pause_n); }
 
 /* ---- the explicit barrier: shading (TERN_BARRIER=explicit) -------------------
 
@@ -795,6 +849,8 @@ size_t tern_mark_finish(unsigned want, uint64_t *helper_cpu) {
     markers[0].cpu_ns += tern_thread_cpu_ns() - cpu0;
     single_marker = n == 1;
     drain_all(n);
+    pause_n = n;
+    tern_finalize_pause(); /* finalize.c: ephemerons, weak links, finalizers */
     if (tern_cfg.checkmark) checkmark();
     *helper_cpu = account(n);
     return pages;
@@ -832,7 +888,7 @@ void tern_mark_assist(uint64_t bytes) {
             }
             continue;
         }
-        scan_range(m, b, b + l);
+        scan_entry(m, b, l);
         done += l;
     }
     give_back(m);
@@ -989,7 +1045,7 @@ static void dirty_range(uintptr_t lo, uintptr_t hi, void *arg) {
                         while (j <= i1 && j < s->nelems && bit_test(s->mark, j)) j++;
                         uintptr_t ob = base + i * s->elemsize, oe = base + j * s->elemsize;
                         uintptr_t x = ob > a ? ob : a, y = oe < b ? oe : b;
-                        if (x < y) push(m, s, x, y - x);
+                        if (x < y) push(m, s, x | s->typed, y - x);
                         i = j;
                     }
                 }

@@ -2,7 +2,8 @@
  * of every loaded shared object (dlopen'ed ones included), the TLS blocks
  * of every thread (static and dynamic, found through each thread's DTV),
  * thread stacks and saved registers, arguments of threads still starting,
- * and ranges added with tern_add_roots.
+ * ranges added with tern_add_roots, and what finalize.c keeps (finalizer
+ * data, objects awaiting finalization, uncollectable objects).
  *
  * dl_iterate_phdr takes the loader's lock, so the list of segments and TLS
  * modules is gathered before the world stops (tern_roots_prepare). */
@@ -64,9 +65,11 @@ void tern_roots_prepare(void) {
     n_statics = n_tls = 0;
     dl_iterate_phdr(phdr_cb, NULL);
     pthread_mutex_lock(&roots_lock); /* held until tern_roots_done */
+    tern_finalize_lock(); /* finalize.c's tables are read in the pause */
 }
 
 void tern_roots_done(void) {
+    tern_finalize_unlock();
     pthread_mutex_unlock(&roots_lock);
     roots_cycle_hook(0);
 }
@@ -130,6 +133,8 @@ void tern_roots_scan(void (*scan)(uintptr_t lo, uintptr_t hi, void *), void *arg
         rc.ctr = &rb[1];
         scan_tls(t, scan_counted, &rc);
     }
+    rc.ctr = &rb[2];
+    tern_finalize_scan_roots(scan_counted, &rc); /* finalizer data, uncollectable objects */
     rc.ctr = &rb[3];
     mappings_scan(scan_counted, &rc);
 }

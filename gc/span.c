@@ -40,6 +40,7 @@ void tern_span_init_small(struct span *s, unsigned spanclass) {
     s->divmagic = k->divmagic;
     s->spanclass = (uint16_t)spanclass;
     s->noscan = spanclass & 1;
+    s->typed = 0, s->descr = NULL; /* typed.c sets them on spans it takes */
     s->nwords = (s->nelems + 63) / 64;
     set_tail_bits(s);
     atomic_store(&s->sweepgen, atomic_load(&tern_sweepgen));
@@ -52,6 +53,7 @@ void tern_span_init_large(struct span *s, bool noscan) {
     s->divmagic = 0; /* span_slot() == 0 */
     s->spanclass = 0;
     s->noscan = noscan;
+    s->typed = 0, s->descr = NULL;
     s->nwords = 1;
     atomic_store(&s->alloc[0], 1);
     atomic_store(&s->mark[0], atomic_load(&tern_gc_black) ? 1 : 0);
