@@ -34,7 +34,9 @@
  *                      pauses of cycles finished since the last call
  *   bk_pause_samples() every stop-the-world pause seen so far, in ns
  *   bk_print_stats()   prints the standard "RESULT gc_..." fields (Tern
- *                      adds gc_pauses= and barrier=, the kind in use)
+ *                      adds gc_pauses=, barrier=, the kind in use, and its
+ *                      memory figures: tern_resident_kib= ... see below)
+ *   bk_rss_bytes(), bk_peak_rss_bytes()  RSS now and peak (VmHWM)
  *
  * Pause accounting: Tern's comes from tern_get_stats (max_pause_ns,
  * total_pause_ns; single samples from last_pause_ns, read by
@@ -250,6 +252,25 @@ static inline void bk_print_stats(void)
            (unsigned long long)s.heap_bytes);
     if (s.barrier)
         printf("RESULT barrier=%s\n", s.barrier);
+#if defined(BK_TERN)
+    {
+        /* Issue #6's memory figures (what the scavenger and the limit did). */
+        struct tern_stats t;
+        if (tern_get_stats(&t) == 0)
+            printf("RESULT tern_resident_kib=%llu tern_committed_kib=%llu "
+                   "tern_free_kib=%llu tern_released_kib=%llu tern_scavenged_kib=%llu "
+                   "tern_memory_limit_kib=%llu tern_limit_failures=%llu "
+                   "tern_scavenger_cpu_ms=%.3f tern_live_kib=%llu\n",
+                   (unsigned long long)(t.resident_bytes >> 10),
+                   (unsigned long long)(t.committed_bytes >> 10),
+                   (unsigned long long)(t.free_bytes >> 10),
+                   (unsigned long long)(t.released_bytes >> 10),
+                   (unsigned long long)(t.scavenged_bytes >> 10),
+                   (unsigned long long)(t.memory_limit >> 10),
+                   (unsigned long long)t.limit_failures, t.scavenger_cpu_ns / 1e6,
+                   (unsigned long long)(t.live_bytes >> 10));
+    }
+#endif
 #if defined(BK_BDWGC)
     printf("RESULT bdwgc_full_gc_total_ms=%lu\n", GC_get_full_gc_total_time());
 #endif
@@ -268,6 +289,74 @@ static inline void *bk_check(void *p, const char *what, size_t n)
 }
 #define XALLOC(n) bk_check(ALLOC(n), "ALLOC", (size_t)(n))
 #define XALLOC_ATOMIC(n) bk_check(ALLOC_ATOMIC(n), "ALLOC_ATOMIC", (size_t)(n))
+
+/* A table of live objects for workloads that keep a known live set (limit,
+ * footprint): slot i holds one object of 16..1024 bytes (from a random r:
+ * size 16 + r % 1009, scanned when bit 33 of r is set, else atomic), tagged
+ * at both ends.  bytes counts the requested bytes of the table and its
+ * objects (the live data). */
+struct bk_live {
+    unsigned char **obj;
+    uint16_t *size;
+    long n;
+    uint64_t bytes;
+    long bad; /* replaced or checked objects whose tags were wrong */
+};
+
+static inline unsigned char bk_tag(long i, size_t sz)
+{
+    return (unsigned char)(1 + ((unsigned long)i * 31u + sz) % 251u); /* never 0 */
+}
+
+static inline int bk_live_ok(const struct bk_live *t, long i)
+{
+    const unsigned char *q = t->obj[i];
+    return q && q[0] == bk_tag(i, t->size[i]) && q[t->size[i] - 1] == q[0];
+}
+
+static inline void bk_live_init(struct bk_live *t, long n)
+{
+    t->obj = XALLOC(sizeof(void *) * (size_t)n);
+    memset(t->obj, 0, sizeof(void *) * (size_t)n);
+    t->size = XALLOC_ATOMIC(sizeof(uint16_t) * (size_t)n);
+    t->n = n;
+    t->bytes = (sizeof(void *) + sizeof(uint16_t)) * (uint64_t)n;
+    t->bad = 0;
+}
+
+/* Puts a new object in slot i, checking and dropping (GC) or freeing
+ * (malloc) the one it replaces.  Returns its size, or 0 when the
+ * allocation returned NULL and !must (the old object stays); a NULL with
+ * must is a benchmark failure, as XALLOC. */
+static inline size_t bk_live_set(struct bk_live *t, long i, uint64_t r, int must)
+{
+    size_t sz = 16 + (size_t)(r % 1009);
+    unsigned char *p = (r >> 33) & 1 ? ALLOC(sz) : ALLOC_ATOMIC(sz);
+    if (!p) {
+        if (must)
+            bk_check(NULL, "ALLOC", sz);
+        return 0;
+    }
+    p[0] = p[sz - 1] = bk_tag(i, sz);
+    if (t->obj[i]) {
+        t->bad += !bk_live_ok(t, i);
+        t->bytes -= t->size[i];
+        DISCARD(t->obj[i]);
+    }
+    TERN_STORE(&t->obj[i], p);
+    t->size[i] = (uint16_t)sz;
+    t->bytes += sz;
+    return sz;
+}
+
+/* Checks every slot; returns 1 when all tags (and every replaced one) were right. */
+static inline int bk_live_check(const struct bk_live *t)
+{
+    long bad = t->bad;
+    for (long i = 0; i < t->n; i++)
+        bad += !bk_live_ok(t, i);
+    return bad == 0;
+}
 
 /* A small, fast, per-thread PRNG (xorshift64*). */
 static inline uint64_t bk_rand(uint64_t *s)
@@ -291,6 +380,21 @@ static inline uint64_t bk_rss_bytes(void)
         res = 0;
     fclose(f);
     return (uint64_t)res * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+/* Peak resident set size so far, in bytes (VmHWM in /proc/self/status). */
+static inline uint64_t bk_peak_rss_bytes(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    unsigned long long kib = 0;
+    if (!f)
+        return 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "VmHWM: %llu kB", &kib) == 1)
+            break;
+    fclose(f);
+    return (uint64_t)kib << 10;
 }
 
 static inline long bk_arg(int argc, char **argv, int i, long dflt)

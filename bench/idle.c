@@ -10,6 +10,9 @@
  * explicit collection is requested: what the allocator gives back while the
  * program idles is what is measured.  RSS comes from /proc/self/statm.
  * SAMPLES_FILE gets "T_MS RSS_KIB PHASE" lines (phase: init, burst, idle).
+ * The RESULT line also has rss_idle_Ns_kib for N = 1, 3, 5: the first idle
+ * sample taken N s or more after the idle phase began (printed only for the
+ * N that fit in IDLE_MS).
  */
 #include "backend.h"
 
@@ -90,6 +93,7 @@ int main(int argc, char **argv)
 
     struct timespec ts = {sample_ms / 1000, (sample_ms % 1000) * 1000000L};
     uint64_t idle0 = bk_now_ns();
+    double idle0_ms = (idle0 - t_start) / 1e6;
     while ((long)((bk_now_ns() - idle0) / 1000000) < idle_ms) {
         nanosleep(&ts, NULL);
         sample("idle");
@@ -110,13 +114,27 @@ int main(int argc, char **argv)
                     (unsigned long long)(samples[i].rss >> 10), samples[i].phase);
         fclose(f);
     }
+    char at[160] = "";
+    static const int secs[] = {1, 3, 5};
+    for (size_t k = 0; k < sizeof secs / sizeof secs[0]; k++) {
+        if (secs[k] * 1000L > idle_ms)
+            break;
+        for (int i = 0; i < nsamples; i++)
+            if (strcmp(samples[i].phase, "idle") == 0 &&
+                samples[i].t_ms - idle0_ms >= secs[k] * 1000.0) {
+                size_t n = strlen(at);
+                snprintf(at + n, sizeof at - n, " rss_idle_%ds_kib=%llu", secs[k],
+                         (unsigned long long)(samples[i].rss >> 10));
+                break;
+            }
+    }
     printf("RESULT ok=%d burst_ms=%.3f allocs=%ld burst_bytes=%llu "
            "rss_init_kib=%llu rss_peak_sampled_kib=%llu rss_end_burst_kib=%llu "
-           "rss_idle_final_kib=%llu samples=%d\n", ok, (b1 - b0) / 1e6, count,
+           "rss_idle_final_kib=%llu samples=%d%s\n", ok, (b1 - b0) / 1e6, count,
            (unsigned long long)done, (unsigned long long)(rss_init >> 10),
            (unsigned long long)(rss_peak >> 10),
            (unsigned long long)(rss_end >> 10),
-           (unsigned long long)(rss_final >> 10), nsamples);
+           (unsigned long long)(rss_final >> 10), nsamples, at);
     bk_print_stats();
     return ok ? 0 : 1;
 }

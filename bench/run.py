@@ -22,6 +22,7 @@ repetitions; ratios are between medians of this same invocation.
 import argparse
 import csv
 import datetime
+import hashlib
 import math
 import os
 import platform
@@ -95,6 +96,10 @@ BACKENDS = [
             note="Tern API, TERN_BARRIER=%s (pause and barrier workloads only)" % k)
     for k in BARRIER_KINDS
 ] + [
+    # Tern under its memory limit (issue #6): TERN_MEMLIMIT is the limit
+    # workload's per-mode value ("{limit}", see Workload.limit).
+    Backend("tern-limit", "tern", True, env={"TERN_MEMLIMIT": "{limit}"}, only=("limit",),
+            note="Tern API, TERN_MEMLIMIT set a little above the live data (limit workload only)"),
     Backend("bdwgc", "bdwgc", True, note="bdwgc, default markers"),
     Backend("bdwgc-m1", "bdwgc", True, env={"GC_MARKERS": "1"}, note="bdwgc, GC_MARKERS=1"),
     Backend("glibc", "malloc", False, note="glibc malloc/free"),
@@ -115,17 +120,29 @@ REFS = ("bdwgc", "glibc")   # ratio columns
 
 class Workload:
     def __init__(self, name, src, args, kind, metric="wall", extras=(), desc="", env=None,
-                 backends=None, matrix=True):
+                 backends=None, matrix=True, limit=None):
         self.name, self.src, self.args, self.kind = name, src, args, kind
         self.metric, self.extras, self.desc = metric, extras, desc
         self.env = env or {}        # added to the child's environment
         self.backends = backends    # None: every backend; else only these
         self.matrix = matrix        # in the time matrix and ratio plot (needs bdwgc)
+        self.limit = limit or {}    # mode -> MiB: "{limit}" in a backend's env (tern-limit)
 
 
 def applies(w, b):
     return (b.only is None or w.name in b.only) and (w.backends is None or b.name in w.backends)
 
+
+# RESULT keys a cell of these workloads must have to pass the check.
+FIGURES = {
+    "limit": ("run_ms", "live_kib", "peak_rss_kib", "alloc_failures", "memory_limit_kib"),
+    "footprint-one": ("rss_start_kib", "rss_one_kib"),
+    "footprint-threads": ("thread_kib", "idle_kib_per_thread"),
+    "footprint-live": ("live_kib", "peak_rss_kib", "peak_over_live"),
+}
+IDLE_EXTRAS = ("rss_init_kib", "rss_peak_sampled_kib", "rss_end_burst_kib", "rss_idle_1s_kib",
+               "rss_idle_3s_kib", "rss_idle_5s_kib", "rss_idle_final_kib")
+FOOTPRINT_BACKENDS = ("tern", "bdwgc", "glibc", "mimalloc", "tern-malloc")
 
 WORKLOADS = [
     Workload("gcbench", "gcbench", {
@@ -193,9 +210,46 @@ WORKLOADS = [
         "smoke": ["64", "16", "300", "100", "{file}"],
         "quick": ["256", "32", "1000", "100", "{file}"],
         "full": ["1024", "64", "5000", "100", "{file}"]}, "gc", metric="burst_ms",
-        extras=("rss_init_kib", "rss_peak_sampled_kib", "rss_end_burst_kib", "rss_idle_final_kib"),
+        extras=IDLE_EXTRAS,
         desc="BURST_MIB of garbage with WINDOW_MIB live, then IDLE_MS idle, RSS sampled every "
-             "SAMPLE_MS"),
+             "SAMPLE_MS; RSS 1, 3 and 5 s into the idle phase where IDLE_MS reaches them"),
+    Workload("limit", "limit", {
+        "smoke": ["8", "64", "{file}"],
+        "quick": ["32", "256", "{file}"],
+        "full": ["64", "1024", "{file}"]}, "gc", metric="run_ms",
+        limit={"smoke": 12, "quick": 48, "full": 96},
+        extras=("live_kib", "peak_rss_kib", "peak_committed_kib", "memory_limit_kib",
+                "alloc_failures", "tern_limit_failures"),
+        backends=("tern", "tern-limit", "glibc", "bdwgc"), matrix=False,
+        desc="LIVE_MIB of 16..1024-byte objects in a table, then TOTAL_MIB more allocated, each "
+             "replacing a random slot (fixed live set, fragmenting heap); run on Tern without "
+             "and with TERN_MEMLIMIT = 1.5× the live data (tern-limit); glibc and bdwgc for "
+             "reference: LIVE_MIB TOTAL_MIB FILE"),
+    Workload("footprint-one", "footprint", {
+        "smoke": ["one", "{file}"], "quick": ["one", "{file}"], "full": ["one", "{file}"]}, "gc",
+        extras=("rss_start_kib", "rss_one_kib", "one_delta_kib"), matrix=False,
+        backends=FOOTPRINT_BACKENDS,
+        desc="RSS of the whole process after allocating one 32-byte object, and its growth "
+             "since the first line of main; FILE gets RSS per mapping"),
+    Workload("footprint-threads", "footprint", {
+        "smoke": ["threads", "64", "100"],
+        "quick": ["threads", "64", "500"],
+        "full": ["threads", "64", "1000"]}, "gc",
+        extras=("bare_kib_per_thread", "alloc_kib_per_thread", "thread_kib",
+                "idle_kib_per_thread"), matrix=False, backends=FOOTPRINT_BACKENDS,
+        desc="threads N SLEEP_MS: N threads each allocate and keep 16 small objects (8 sizes, "
+             "16..512 bytes), then wait; resident growth per thread, at once and after "
+             "SLEEP_MS idle"),
+    Workload("footprint-live", "footprint", {
+        "smoke": ["live", "16", "3", "16"],
+        "quick": ["live", "64", "3", "64"],
+        "full": ["live", "128", "3", "128"]}, "gc",
+        extras=("live_kib", "peak_rss_kib", "peak_over_live", "peak_build_over_live"),
+        matrix=False,
+        env={"TERN_GC": "100"}, backends=FOOTPRINT_BACKENDS,
+        desc="live LIVE_MIB GARBAGE STEADY_MIB with TERN_GC=100: builds LIVE_MIB of "
+             "16..1024-byte objects with GARBAGE garbage objects after each, then STEADY_MIB "
+             "more garbage; peak RSS (VmHWM) ÷ live data"),
     Workload("barrier", "barrier", {
         "smoke": ["4", "100000", "2"],
         "quick": ["16", "2000000", "3"],
@@ -295,6 +349,22 @@ def build_workloads(tmp, tern_ok):
     }
     hdr = os.path.join(BENCH, "backend.h")
     tern_h = os.path.join(ROOT, "include", "tern.h")
+    # The stamp also holds a hash of the headers' contents: a binary built
+    # against another tern.h (struct tern_stats grew in #6; a stale binary's
+    # smaller struct made tern_get_stats write past it) is rebuilt even when
+    # file times do not show the change (a checkout, a copied tree).
+    inc = os.path.join(ROOT, "include")
+    hdrs = sorted(os.path.join(d, f) for d, _, fs in os.walk(inc) for f in fs if f.endswith(".h"))
+    hdr_hash = {}
+    for var in VARIANTS:
+        hsh = hashlib.sha1()
+        for h in [hdr] + (hdrs if var == "tern" else []):
+            try:
+                with open(h, "rb") as f:
+                    hsh.update(h.encode() + b"\0" + f.read())
+            except OSError:
+                pass
+        hdr_hash[var] = hsh.hexdigest()
     jobs = []
     for src in SOURCES:
         for var in VARIANTS:
@@ -306,15 +376,16 @@ def build_workloads(tmp, tern_ok):
             return job, "libtern not built"
         out = os.path.join(BUILD, "%s-%s" % (src, var))
         c = os.path.join(BENCH, src + ".c")
-        deps = [c, hdr, __file__] + ([tern_h] if var == "tern" else [])
+        deps = [c, hdr, __file__] + ([tern_h] + hdrs if var == "tern" else [])
         if var == "tern":
             deps.append(os.path.join(TERN_LIBDIR, "libtern.so"))
         cf, lf = extra[var]
         cmd = base + [VARIANTS[var]] + cf + ["-o", out, c] + lf + ["-lm"]
-        stamp = out + ".cmd"  # rebuild when the command (e.g. the libtern dir) changes
+        stamp = out + ".cmd"  # rebuild when the command (e.g. the libtern dir) or a header changes
+        stamp_text = " ".join(cmd) + "\nheaders " + hdr_hash[var]
         try:
             with open(stamp) as f:
-                same = f.read() == " ".join(cmd)
+                same = f.read() == stamp_text
         except OSError:
             same = False
         if same and os.path.exists(out) and all(os.path.getmtime(out) >= os.path.getmtime(d)
@@ -323,7 +394,7 @@ def build_workloads(tmp, tern_ok):
         p = subprocess.run(cmd, capture_output=True, text=True)
         if not p.returncode:
             with open(stamp, "w") as f:
-                f.write(" ".join(cmd))
+                f.write(stamp_text)
         if p.returncode:
             with open(os.path.join(tmp, "build-%s-%s.log" % (src, var)), "w") as f:
                 f.write(" ".join(cmd) + "\n" + p.stdout + p.stderr)
@@ -425,8 +496,14 @@ def describe_failure(r, vals):
     return None
 
 
+def subst_env(env, w, mode):
+    """Fills "{limit}" (the workload's memory limit for this mode) in env values."""
+    lim = w.limit.get(mode)
+    return {k: v.replace("{limit}", "%dMiB" % lim if lim else "off") for k, v in env.items()}
+
+
 def repro_cmd(w, b, mode):
-    env = ["%s=%s" % kv for kv in sorted(dict(w.env, **b.env).items())]
+    env = ["%s=%s" % kv for kv in sorted(subst_env(dict(w.env, **b.env), w, mode).items())]
     if b.preload:
         env.append("LD_PRELOAD=" + b.preload)
     exe = os.path.relpath(os.path.join(BUILD, "%s-%s" % (w.src, b.build)), ROOT)
@@ -536,12 +613,12 @@ def kind_unavailable(b, vals):
     return None
 
 
-def child_env(b, w):
+def child_env(b, w, mode):
     env = dict(os.environ)
     for k in ("LD_PRELOAD", "GC_MARKERS", "GC_NPROCS"):
         env.pop(k, None)
-    env.update(w.env)
-    env.update(b.env)
+    env.update(subst_env(w.env, w, mode))
+    env.update(subst_env(b.env, w, mode))
     if b.preload:
         env["LD_PRELOAD"] = b.preload
     return env
@@ -700,6 +777,12 @@ def sysinfo():
     return info
 
 
+def ok_cell(cells, key):
+    """The cell at key (workload, backend) if it ran and passed, else None."""
+    c = cells.get(key)
+    return c if c and c["status"] == "ok" else None
+
+
 def goal_mark(ok):
     return "✓" if ok else "✗"
 
@@ -710,8 +793,7 @@ def pause_section(L, cells, backends, reps, args_str):
     rows = [b for b in backends if ("pause", b.name) in cells]
     if not rows:
         return
-    ref = cells.get(("pause", "bdwgc"))
-    ref = ref if ref and ref["status"] == "ok" else None
+    ref = ok_cell(cells, ("pause", "bdwgc"))
     L.append("## Pause workload: Tern's barrier kinds and bdwgc\n")
     L.append("`pause %s`. Stop-the-world pauses from each collector's own accounting (Tern: "
              "every pause on its `TERN_TRACE=1` lines, a cycle's pauses are the `+`-separated "
@@ -766,8 +848,8 @@ def barrier_section(L, cells, backends, reps, args_str):
     rows = [b for b in backends if ("barrier", b.name) in cells]
     if not rows:
         return
-    base = cells.get(("barrier", "tern-stw"))
-    base = base["vals"] if base and base["status"] == "ok" else None
+    base = ok_cell(cells, ("barrier", "tern-stw"))
+    base = base and base["vals"]
     L.append("## Write barrier cost (barrier workload, no collection running)\n")
     L.append("`barrier %s` with `TERN_GC=off`. ns per pointer store (copy: per pointer "
              "copied), the fastest of the repetitions inside each process, then the median over "
@@ -798,6 +880,192 @@ def barrier_section(L, cells, backends, reps, args_str):
         L.append("| %s | %s | %s | %s | %s |" % (
             b.name, kind, fmt(v.get("setup_ms")), " | ".join(cols),
             " / ".join(fmt(v.get(p + "_ratio"), 2) for p in ("swap", "seq", "copy"))))
+    L.append("")
+
+def mib(kib):
+    return fmt(kib / 1024.0) if isinstance(kib, float) else "–"
+
+
+def fail_row(L, b, c, ncols):
+    L.append("| %s | %s%s |" % (b.name, ("**FAIL**: " if c["status"] == "FAIL" else "n/a: ")
+                                + c.get("error", ""), " |" * (ncols - 2)))
+
+
+IDLE_GOAL_MIB = 10   # issue #6: after the burst dies, RSS back near the runtime's own
+
+
+def idle_section(L, cells, backends, reps, args_str):
+    """The idle workload: RSS at init, peak, 1/3/5 s into the idle phase."""
+    rows = [b for b in backends if ("idle", b.name) in cells]
+    if not rows:
+        return
+    L.append("## Idle workload: memory that comes back\n")
+    L.append("`idle %s`. RSS (MiB, from /proc/self/statm) at start, the highest sample, at the "
+             "end of the burst (everything dropped or freed), then 1, 3 and 5 s into the idle "
+             "phase (the first sample at or after that time; – where IDLE_MS is shorter) and "
+             "the last sample; medians over %d run(s). No collection is requested: what comes "
+             "back is what the allocator returns by itself. Goal (issue #6, Tern): the final "
+             "RSS ≤ %d MiB (the live data is 0 after the burst, so this is the runtime's own "
+             "overhead plus 10%%); ×glibc: final RSS ÷ glibc's. Plot: idle_rss.\n" % (
+                 args_str, reps, IDLE_GOAL_MIB))
+    L.append("| backend | init | peak | end of burst | idle 1 s | idle 3 s | idle 5 s "
+             "| idle final | final ×glibc |")
+    L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    ref = ok_cell(cells, ("idle", "glibc"))
+    refv = ref and ref["vals"].get("rss_idle_final_kib")
+    for b in rows:
+        c = cells[("idle", b.name)]
+        if c["status"] != "ok":
+            fail_row(L, b, c, 9)
+            continue
+        v = c["vals"]
+        fin = v.get("rss_idle_final_kib")
+        final = mib(fin)
+        if b.build == "tern" and isinstance(fin, float):
+            final += " " + goal_mark(fin <= IDLE_GOAL_MIB * 1024)
+        L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            b.name, mib(v.get("rss_init_kib")), mib(v.get("rss_peak_sampled_kib")),
+            mib(v.get("rss_end_burst_kib")), mib(v.get("rss_idle_1s_kib")),
+            mib(v.get("rss_idle_3s_kib")), mib(v.get("rss_idle_5s_kib")), final,
+            fmt(fin / refv, 2) if isinstance(fin, float) and refv else "–"))
+    L.append("")
+
+
+def limit_section(L, cells, backends, reps, args_str, limit_mib):
+    """The limit workload: Tern with and without TERN_MEMLIMIT."""
+    rows = [b for b in backends if ("limit", b.name) in cells]
+    if not rows:
+        return
+    base = ok_cell(cells, ("limit", "tern"))
+    L.append("## Memory limit (limit workload)\n")
+    L.append("`limit %s`: a fixed live set churned. `tern-limit` runs with TERN_MEMLIMIT=%sMiB, "
+             "about 1.5× the live data; `tern` with no limit; glibc and bdwgc for reference "
+             "(no limit). Peak RSS: the process's VmHWM; ÷ limit divides it by %s MiB for every "
+             "row; it also holds what the limit does not count (the binary and libraries, about 2 "
+             "MiB at start, and Tern's memory outside the heap). Committed: Tern's heap bytes "
+             "the limit applies to (spans, free pages held, chunk headers), the highest sample "
+             "(one every 4 MiB allocated). Time: build + "
+             "churn inside the process, × = ÷ tern's (no limit). Refused spans: spans the limit "
+             "refused (the allocating thread then returned pages and collected, and retried). "
+             "Failed allocations: NULL returns. Medians over %d run(s). Goals (issue #6, "
+             "tern-limit): peak committed ≤ the limit (what TERN_MEMLIMIT bounds, see "
+             "include/tern/memory.h), no failed allocation; peak RSS against the limit as "
+             "measured. Plot: limit_rss.\n" % (
+                 args_str, limit_mib, limit_mib, reps))
+    L.append("| backend | limit MiB | live MiB | peak RSS MiB | peak RSS ÷ limit | peak committed "
+             "MiB | time s (×tern) | GC cycles | max pause ms | refused spans | failed allocations |")
+    L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for b in rows:
+        c = cells[("limit", b.name)]
+        if c["status"] != "ok":
+            fail_row(L, b, c, 11)
+            continue
+        v = c["vals"]
+        lim = v.get("memory_limit_kib")
+        peak = v.get("peak_rss_kib")
+        ratio = peak / (limit_mib * 1024.0) if isinstance(peak, float) and limit_mib else None
+        rt = fmt(ratio, 2)
+        com = v.get("peak_committed_kib")
+        cm = mib(com) if b.build == "tern" else "–"
+        if b.name == "tern-limit" and isinstance(com, float) and lim:
+            cm += " " + goal_mark(com <= lim)
+        t = fmt(c["metric_s"])
+        if base and b.name != "tern" and base["metric_s"]:
+            t += " (%.2f)" % (c["metric_s"] / base["metric_s"])
+        fails = v.get("alloc_failures")
+        fl = "%d" % fails if isinstance(fails, float) else "–"
+        if b.name == "tern-limit" and isinstance(fails, float):
+            fl += " " + goal_mark(fails == 0)
+        refused = v.get("tern_limit_failures")
+        L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            b.name, mib(lim) if lim else "none", mib(v.get("live_kib")), mib(peak), rt, cm, t,
+            "%d" % c["gc_cycles"] if c["gc_cycles"] is not None else "–",
+            fmt(c["gc_max_pause_ms"]) if c["gc_max_pause_ms"] is not None else "–",
+            "%d" % refused if isinstance(refused, float) else "–", fl))
+    L.append("")
+
+
+FP_ONE_GOAL_KIB = 512      # issue #6: one object, RSS ≤ glibc's + 512 KiB
+FP_THREAD_GOAL_KIB = 16    # issue #6: an idle thread's cache ≤ 16 KiB resident
+FP_LIVE_GOAL = 1.6         # issue #6: peak RSS ≤ 1.6× live data at TERN_GC=100
+
+
+def footprint_section(L, cells, backends, wn, mode, reps):
+    """The footprint workloads: one object, idle threads, peak over live."""
+    names = [n for n in ("footprint-one", "footprint-threads", "footprint-live") if n in wn]
+    rows = [b for b in backends if any((n, b.name) in cells for n in names)]
+    if not rows:
+        return
+
+    def vals(n, b):
+        c = ok_cell(cells, (n, b))
+        return c and c["vals"]
+
+    def status(n, b):
+        c = cells.get((n, b.name))
+        if c is None:
+            return "–"
+        return None if c["status"] == "ok" else "**FAIL**" if c["status"] == "FAIL" else "n/a"
+
+    def args(n):
+        return " ".join(wn[n].args[mode]).replace("{file}", "FILE") if n in wn else "–"
+    L.append("## Footprint\n")
+    L.append("Three programs, medians over %d run(s). **One object** (`footprint %s`): RSS of "
+             "the whole process after allocating one 32-byte object (binary, libraries and "
+             "allocator; from /proc/self/statm), the difference from glibc's, and the growth "
+             "since the first line of main (Tern's library constructor runs before main, so "
+             "its growth leaves that out). **Threads** (`footprint %s`): resident growth per "
+             "thread, threads that each allocate 16 small objects and keep them; at once, and "
+             "after the sleep (idle), each also minus glibc's. **Live** (`footprint %s`, "
+             "TERN_GC=100): peak RSS (VmHWM) ÷ live data, over the whole run and by the end of "
+             "the build (before the steady phase of garbage with the live set fixed). Goals (issue #6, Tern): one object ≤ "
+             "glibc + %d KiB; an idle thread ≤ glibc + %d KiB; peak ≤ %.1f× live. `tern-malloc` "
+             "is the drop-in (LD_PRELOAD), shown for comparison; the goals are marked on `tern`."
+             "\n" % (reps, args("footprint-one"), args("footprint-threads"),
+                     args("footprint-live"), FP_ONE_GOAL_KIB, FP_THREAD_GOAL_KIB, FP_LIVE_GOAL))
+    L.append("| backend | one object: RSS KiB (−glibc) | growth KiB | per thread KiB (−glibc) "
+             "| idle per thread KiB (−glibc) | of which allocating KiB | live MiB | peak RSS "
+             "MiB | peak ÷ live | build-phase peak ÷ live |")
+    L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    g1, gt = vals("footprint-one", "glibc"), vals("footprint-threads", "glibc")
+    for b in rows:
+        v1, vt, vl = (vals(n, b.name) for n in ("footprint-one", "footprint-threads",
+                                                 "footprint-live"))
+        goal = b.name == "tern"
+        cols = []
+        if v1:
+            x = v1.get("rss_one_kib")
+            d = x - g1["rss_one_kib"] if g1 and isinstance(x, float) and \
+                isinstance(g1.get("rss_one_kib"), float) else None
+            cell = "%d" % x if isinstance(x, float) else "–"
+            if d is not None and b.name != "glibc":
+                cell += " (%+d%s)" % (d, " " + goal_mark(d <= FP_ONE_GOAL_KIB) if goal else "")
+            cols += [cell, "%d" % v1["one_delta_kib"] if isinstance(v1.get("one_delta_kib"),
+                                                                     float) else "–"]
+        else:
+            cols += [status("footprint-one", b)] * 2
+        if vt:
+            for k, mark in (("thread_kib", False), ("idle_kib_per_thread", True)):
+                x = vt.get(k)
+                cell = fmt(x, 1)
+                if gt and isinstance(x, float) and isinstance(gt.get(k), float) and \
+                        b.name != "glibc":
+                    d = x - gt[k]
+                    cell += " (%+.1f%s)" % (d, " " + goal_mark(d <= FP_THREAD_GOAL_KIB)
+                                            if goal and mark else "")
+                cols.append(cell)
+            cols.append(fmt(vt.get("alloc_kib_per_thread"), 1))
+        else:
+            cols += [status("footprint-threads", b)] * 3
+        if vl:
+            r = vl.get("peak_over_live")
+            cols += [mib(vl.get("live_kib")), mib(vl.get("peak_rss_kib")),
+                     fmt(r, 2) + (" " + goal_mark(r <= FP_LIVE_GOAL)
+                                  if goal and isinstance(r, float) else ""),
+                     fmt(vl.get("peak_build_over_live"), 2)]
+        else:
+            cols += [status("footprint-live", b)] * 4
+        L.append("| %s | %s |" % (b.name, " | ".join(cols)))
     L.append("")
 
 
@@ -849,6 +1117,14 @@ def write_md(path, args, mode, reps, cells, workloads, backends, unavailable, in
                       " ".join(wn["pause"].args[mode]).replace("{file}", "FILE"))
     if "barrier" in wn:
         barrier_section(L, cells, backends, reps, " ".join(wn["barrier"].args[mode]))
+    if "idle" in wn:
+        idle_section(L, cells, backends, reps,
+                     " ".join(wn["idle"].args[mode]).replace("{file}", "FILE"))
+    if "limit" in wn:
+        limit_section(L, cells, backends, reps,
+                      " ".join(wn["limit"].args[mode]).replace("{file}", "FILE"),
+                      wn["limit"].limit.get(mode))
+    footprint_section(L, cells, backends, wn, mode, reps)
     if notes:
         L.append("## Anomalies seen in this run\n")
         for n in notes:
@@ -915,7 +1191,7 @@ def write_md(path, args, mode, reps, cells, workloads, backends, unavailable, in
 # --------------------------------------------------------------- plots
 
 
-COLORS = {"tern": "#8e24aa", "bdwgc": "#00897b", "bdwgc-m1": "#4fc3f7", "glibc": "#ef6c00",
+COLORS = {"tern": "#8e24aa", "tern-limit": "#1e88e5", "bdwgc": "#00897b", "bdwgc-m1": "#4fc3f7", "glibc": "#ef6c00",
           "mimalloc": "#c0a000", "tern-malloc": "#e91e63",
           "tern-uffd": "#3949ab", "tern-softdirty": "#6d4c41", "tern-mprotect": "#43a047",
           "tern-explicit": "#d81b60", "tern-stw": "#757575"}
@@ -1015,6 +1291,32 @@ def plot_all(out, tmp, cells, workloads, backends):
         if rows:
             rss_dat.append((n, p))
     step_dat = [(n, p) for n, p in step_dat if n in have_step]
+    # 4. Limit workload: RSS (and Tern's committed heap) over time, the limit.
+    lim_dat, lim_names = [], []
+    limit_mib = None
+    for n in allnames:
+        c = cells.get(("limit", n))
+        if not c:
+            continue
+        lim_names.append(n)
+        if c["status"] != "ok":
+            continue
+        if n == "tern-limit" and isinstance(c["vals"].get("memory_limit_kib"), float):
+            limit_mib = c["vals"]["memory_limit_kib"] / 1024
+        src = c["median_run"].get("file")
+        p = os.path.join(data, "limit_rss_%s.dat" % n)
+        rows = 0
+        with open(p, "w") as f:
+            f.write("# time_s rss_mib committed_mib (Tern's heap; 0 elsewhere)\n")
+            if src and os.path.exists(src):
+                with open(src) as g:
+                    for line in g:
+                        t, kib, com = line.split()
+                        f.write("%.3f %.2f %.2f\n" % (float(t) / 1e3, int(kib) / 1024,
+                                                      int(com) / 1024))
+                        rows += 1
+        if rows:
+            lim_dat.append((n, p))
 
     def plot_or_placeholder(s, series, fmt_one):
         if series:
@@ -1094,6 +1396,24 @@ def plot_all(out, tmp, cells, workloads, backends):
         plot_or_placeholder(s, rss_dat, lambda n, p: "%s using 1:2 with linespoints pt 7 ps 0.4 "
                             "lw 2 lc rgb '%s' title %s" % (gp_quote(p), color(n, names),
                                                            gp_quote(n)))
+        s.append("set key default\nset yrange [*:*]")
+
+        s.append(term_line % (1000, 520))
+        s.append("set output %s" % gp_quote(os.path.join(out, "limit_rss." + ext)))
+        s.append("set title \"limit workload: RSS over time (median run; red dashes: the limit; "
+                 "dotted: Tern's committed heap)\"")
+        s.append("set xlabel 'time since start (s)'\nset ylabel 'RSS (MiB)'\nset grid")
+        s.append("set key outside right top\nset yrange [0:*]")
+        if limit_mib:
+            s.append("set arrow 2 from graph 0, first %g to graph 1, first %g nohead lw 2 dt 2 "
+                     "lc rgb '#d00000' front" % (limit_mib, limit_mib))
+        plot_or_placeholder(s, lim_dat + [(n + " committed", p) for n, p in lim_dat
+                                          if n == "tern-limit"],
+                            lambda n, p: "%s using 1:%d with lines lw 2 %slc rgb '%s' title %s" % (
+                                gp_quote(p), 3 if n.endswith(" committed") else 2,
+                                "dt 3 " if n.endswith(" committed") else "",
+                                color(n.split()[0], lim_names), gp_quote(n)))
+        s.append("unset arrow 2")
         s.append("set output")
         return "\n".join(s) + "\n"
 
@@ -1105,7 +1425,7 @@ def plot_all(out, tmp, cells, workloads, backends):
         p = subprocess.run(["gnuplot", gp], capture_output=True, text=True)
         if p.returncode:
             errs.append("gnuplot %s: %s" % (ext, p.stderr.strip()[-500:]))
-        for base in ("time_ratios", "pause_cdf", "pause_mmu", "idle_rss"):
+        for base in ("time_ratios", "pause_cdf", "pause_mmu", "idle_rss", "limit_rss"):
             made.append(base + "." + ext)
     return made, errs
 
@@ -1137,11 +1457,11 @@ def main():
     timeout = args.timeout or timeout
     if args.list:
         for w in WORKLOADS:
-            print("%-13s %-11s %s%s" % (w.name, w.src, " ".join(w.args[mode]),
+            print("%-17s %-11s %s%s" % (w.name, w.src, " ".join(w.args[mode]),
                                         "   [%s only]" % ",".join(w.backends) if w.backends else ""))
         for b in BACKENDS:
             ok, why = b.available()
-            print("%-13s %s%s" % (b.name, b.note, "" if ok else "  (n/a: %s)" % why))
+            print("%-17s %s%s" % (b.name, b.note, "" if ok else "  (n/a: %s)" % why))
         return 0
 
     workloads = WORKLOADS
@@ -1216,7 +1536,7 @@ def main():
                     progress(head + " running…")
                     outf = os.path.join(tmp, tag + ".out")
                     errf = os.path.join(tmp, tag + ".err")
-                    r = run_once(cmd, child_env(b, w), timeout, outf, errf)
+                    r = run_once(cmd, child_env(b, w, mode), timeout, outf, errf)
                     with open(outf, errors="replace") as f:
                         text = f.read()
                     rec.update(r)
@@ -1309,6 +1629,23 @@ def main():
                     and not c.get("gc_cycles")
                 if not good:
                     c["error"] = "missing ns figures, or a collection ran"
+            if good:
+                need = FIGURES.get(w.name, ())
+                if w.name == "idle":   # the 1/3/5 s samples that IDLE_MS reaches
+                    idle_ms = float(w.args[mode][2])
+                    need = ("rss_idle_final_kib",) + tuple(
+                        "rss_idle_%ds_kib" % t for t in (1, 3, 5) if t * 1000 <= idle_ms)
+                miss = [k for k in need if not isinstance(c["vals"].get(k), float)]
+                if miss:
+                    good = False
+                    c["error"] = "missing figures: " + ", ".join(miss)
+            if good and w.name == "limit":
+                if c["vals"]["alloc_failures"]:
+                    good = False
+                    c["error"] = "%d allocation(s) failed" % c["vals"]["alloc_failures"]
+                elif b.name == "tern-limit" and not c["vals"].get("memory_limit_kib"):
+                    good = False
+                    c["error"] = "TERN_MEMLIMIT was not in effect (memory_limit 0)"
             if good:
                 passed += 1
             else:
