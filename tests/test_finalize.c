@@ -13,6 +13,7 @@
 #include "common.h"
 
 #include <criterion/criterion.h>
+#include <time.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -181,6 +182,17 @@ static NOINLINE void make_parents(int n)
     }
 }
 
+/* The finalizer thread runs the ready finalizers when it gets a core: on a
+ * busy machine that can take a while, so wait (up to 5 s) rather than
+ * yield a fixed number of times. */
+static void wait_finalizer_thread(void)
+{
+    for (int k = 0; k < 5000 && tern_finalizers_pending(); k++) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
 static void keeps_children(int on_demand)
 {
     tern_finalize_on_demand(on_demand);
@@ -191,9 +203,10 @@ static void keeps_children(int on_demand)
         if (on_demand)
             tern_run_finalizers();
         else
-            for (int k = 0; k < 50 && tern_finalizers_pending(); k++)
-                sched_yield();
+            wait_finalizer_thread();
     }
+    for (int k = 0; k < 5000 && atomic_load(&child_ok) + atomic_load(&child_bad) < 57; k++)
+        nanosleep(&(struct timespec){0, 1000000}, NULL); /* the last batch may still be running */
     cr_assert_eq(atomic_load(&child_bad), 0, "%d children were reclaimed before their parent's finalizer",
                  atomic_load(&child_bad));
     cr_assert_geq(atomic_load(&child_ok), 57, "only %d of 64 finalizers ran", atomic_load(&child_ok));
@@ -306,6 +319,7 @@ static NOINLINE void check_links(int n)
 Test(finalize, weak_cleared_when_dead)
 {
     links = tern_malloc_atomic(64 * sizeof *links);
+    if (links) memset(links, 0, 64 * sizeof *links); /* atomic memory is not zeroed */
     cr_assert_not_null(links);
     make_weak(64, 0);
     /* keep the even ones */
@@ -356,6 +370,7 @@ Test(finalize, weak_link_in_scanned_memory_keeps_target)
 Test(finalize, weak_free_clears)
 {
     links = tern_malloc_atomic(2 * sizeof *links);
+    if (links) memset(links, 0, 2 * sizeof *links); /* atomic memory is not zeroed */
     struct obj *o = obj_new(6);
     links[0] = o;
     cr_assert_eq(tern_register_weak(&links[0], o), TERN_OK);
@@ -397,6 +412,7 @@ Test(finalize, weak_short_and_long)
 {
     tern_finalize_on_demand(1);
     links = tern_malloc_atomic(2 * sizeof *links);
+    if (links) memset(links, 0, 2 * sizeof *links); /* atomic memory is not zeroed */
     make_short_long();
     for (int r = 0; r < ROUNDS && !atomic_load(&sl_fin); r++) {
         collect_clean();
@@ -512,6 +528,7 @@ static NOINLINE void chain_alive(void)
 Test(finalize, ephemeron_chains_and_cycles)
 {
     ephs = tern_malloc_atomic(8 * sizeof *ephs);
+    if (ephs) memset(ephs, 0, 8 * sizeof *ephs); /* atomic memory is not zeroed */
     strong = tern_malloc(8 * sizeof *strong);
     uintptr_t hk1 = make_chain();
     for (int i = 0; i < 5; i++) strong[i] = ephs[i];
@@ -623,6 +640,7 @@ static NOINLINE void link_uncollectable(uintptr_t hu)
 Test(finalize, uncollectable)
 {
     links = tern_malloc_atomic(2 * sizeof *links);
+    if (links) memset(links, 0, 2 * sizeof *links); /* atomic memory is not zeroed */
     uintptr_t hu = make_uncollectable();
     link_uncollectable(hu);
     for (int r = 0; r < 5; r++) {
@@ -675,6 +693,7 @@ Test(finalize, typed_scans_only_pointer_words)
     cr_assert_null(tern_make_descriptor(&bm, 0));
     cr_assert_null(tern_malloc_typed(16, NULL));
     links = tern_malloc_atomic(3 * sizeof *links);
+    if (links) memset(links, 0, 3 * sizeof *links); /* atomic memory is not zeroed */
     struct typed *t = (struct typed *)make_typed();
     for (int r = 0; r < ROUNDS && !is_null(&links[1]); r++) {
         churn(256 * KiB, sizeof(struct obj));
@@ -738,6 +757,8 @@ static void *worker(void *arg)
 {
     unsigned t = (unsigned)(uintptr_t)arg;
     void **wl = tern_malloc_atomic(64 * sizeof *wl);   /* weak links, unscanned */
+    T_ASSERT(wl, "alloc");
+    memset(wl, 0, 64 * sizeof *wl); /* atomic memory is not zeroed */
     struct obj **strong = tern_malloc(64 * sizeof *strong);
     void **eph = tern_malloc(64 * sizeof *eph);
     uint64_t bm = 1;
@@ -880,9 +901,10 @@ Test(finalize, fork_restarts_thread)
     make_fork_finalizable(10); /* starts the finalizer thread */
     for (int r = 0; r < ROUNDS && atomic_load(&fork_runs) < 9; r++) {
         collect_clean();
-        for (int k = 0; k < 100 && tern_finalizers_pending(); k++)
-            sched_yield();
+        wait_finalizer_thread();
     }
+    for (int k = 0; k < 5000 && atomic_load(&fork_runs) < 9; k++)
+        nanosleep(&(struct timespec){0, 1000000}, NULL); /* the last batch may still be running */
     cr_assert_geq(atomic_load(&fork_runs), 9);
     fflush(stdout);
     fflush(stderr);
@@ -893,9 +915,10 @@ Test(finalize, fork_restarts_thread)
         make_fork_finalizable(20);
         for (int r = 0; r < 40 && atomic_load(&fork_runs) < 18; r++) {
             collect_clean();
-            for (int k = 0; k < 200 && tern_finalizers_pending(); k++)
-                sched_yield();
+            wait_finalizer_thread();
         }
+        for (int k = 0; k < 5000 && atomic_load(&fork_runs) < 18; k++)
+            nanosleep(&(struct timespec){0, 1000000}, NULL);
         /* run by the restarted thread, never here (no tern_run_finalizers) */
         _exit(atomic_load(&fork_runs) >= 18 ? 0 : 4);
     }
