@@ -468,7 +468,9 @@ static void *resolve(void *p, const char **why) {
         *why = "invalid free (interior pointer)";
         return NULL;
     }
-    *why = span_of((uintptr_t)p) ? "double free" : "invalid free (not allocated by this malloc)";
+    /* in a chunk but no live object: a freed one (a released large span has
+     * no span any more, only its chunk) */
+    *why = chunk_of((uintptr_t)p) ? "double free" : "invalid free (not allocated by this malloc)";
     return NULL;
 }
 

@@ -145,7 +145,9 @@ void tern_roots_scan(void (*scan)(uintptr_t lo, uintptr_t hi, void *), void *arg
 }
 
 TERN_API int tern_add_roots(void *lo, void *hi) {
-    if (!lo || (uintptr_t)lo > (uintptr_t)hi) return TERN_EINVAL;
+    /* above 2^47 is not user space: scanning there would fault */
+    if (!lo || (uintptr_t)lo > (uintptr_t)hi || (uintptr_t)hi > ((uintptr_t)1 << 47))
+        return TERN_EINVAL;
     tern_ensure_init();
     pthread_mutex_lock(&roots_lock);
     int rc = TERN_OK;
