@@ -351,7 +351,10 @@ TERN_API void *tern_realloc(void *p, size_t n) {
     size_t i;
     struct span *s = object_at(p, &i);
     if (!s || tern_base(p) != p) {
-        tern_report_error("invalid realloc", p);
+        tern_report_error(s ? "invalid realloc (interior pointer)"
+                          : chunk_of((uintptr_t)p) ? "realloc of freed memory"
+                                                   : "invalid realloc (not a Tern object)",
+                          p);
         errno = EINVAL;
         return NULL;
     }

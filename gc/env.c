@@ -5,6 +5,7 @@
  * getenv does not allocate, so this is safe before the heap exists. */
 #include "internal.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,10 +20,12 @@ static bool parse_int(const char *s, long lo, long hi, long *out) {
 
 /* "4194304", "4MiB", "512KiB", "1GiB" (also KB/MB/GB, K/M/G). */
 static bool parse_size(const char *s, size_t *out) {
-    if (!s || !*s) return false;
+    /* digits first: strtoull would accept "-1" (as 2^64-1) and spaces */
+    if (!s || *s < '0' || *s > '9') return false;
     char *end;
+    errno = 0;
     unsigned long long v = strtoull(s, &end, 10);
-    if (end == s) return false;
+    if (end == s || errno == ERANGE) return false;
     size_t mul = 1;
     if (*end) {
         static const struct { const char *suf; size_t mul; } sufs[] = {
@@ -40,7 +43,10 @@ static bool parse_size(const char *s, size_t *out) {
 }
 
 void tern_env_bad(const char *name, const char *val, const char *expect) {
-    tern_log("tern: ignoring %s=%s (expected %s); using the default\n", name, val, expect);
+    /* at most 64 bytes of the value: a longer one used to overflow the log
+     * line and lose its end (and the newline) */
+    tern_log("tern: ignoring %s=%.64s%s (expected %s); using the default\n", name, val,
+             strlen(val) > 64 ? "..." : "", expect);
 }
 
 void tern_env_load(struct tern_config *cfg) {

@@ -298,7 +298,7 @@ static void leak_report(void) {
         atomic_fetch_add(&leaks_seen_bytes, e->size);
     }
     size_t still = leak_tab.n;
-    qsort(sites, nsites, sizeof *sites, cmp_site);
+    if (nsites) qsort(sites, nsites, sizeof *sites, cmp_site); /* qsort(NULL, 0) is undefined */
     uint64_t objs = atomic_load(&leaks_seen_objs), bytes = atomic_load(&leaks_seen_bytes);
     if (!objs) {
         tern_log("tern: leaks: none (%zu unfreed objects still reachable at exit)\n", still);
@@ -468,7 +468,9 @@ static void *resolve(void *p, const char **why) {
         *why = "invalid free (interior pointer)";
         return NULL;
     }
-    *why = span_of((uintptr_t)p) ? "double free" : "invalid free (not allocated by this malloc)";
+    /* in a chunk but no live object: a freed one (a released large span has
+     * no span any more, only its chunk) */
+    *why = chunk_of((uintptr_t)p) ? "double free" : "invalid free (not allocated by this malloc)";
     return NULL;
 }
 

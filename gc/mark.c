@@ -86,9 +86,11 @@
 #define ASSIST_FIRST 48           /* markers[48..63] belong to assists      */
 #define MAX_HELPERS ASSIST_FIRST
 
+#define MSTACK_RESERVE 64       /* entries used when no stack can be mapped */
 struct mstack {
     uintptr_t *v; /* pairs: base, length */
     size_t n, cap;
+    uintptr_t reserve[2 * MSTACK_RESERVE];
 };
 
 struct packet {
@@ -131,12 +133,19 @@ static _Atomic int overflowed;
 /* ---- mark stacks ---------------------------------------------------------- */
 
 static bool mstack_grow(struct mstack *st) {
-    size_t ncap = st->cap ? st->cap * 2 : 1u << 16;
+    size_t ncap = st->cap > MSTACK_RESERVE ? st->cap * 2 : 1u << 16;
     uintptr_t *nv = tern_os_map_meta(ncap * 2 * sizeof(uintptr_t));
-    if (!nv) return false;
+    if (!nv) {
+        /* No memory even for a first stack: mark with the small reserve
+         * (overflowed spans are rescanned), rather than not at all. */
+        if (st->cap) return false;
+        st->v = st->reserve;
+        st->cap = MSTACK_RESERVE;
+        return true;
+    }
     if (st->v) {
         memcpy(nv, st->v, st->n * 2 * sizeof(uintptr_t));
-        tern_os_unmap_meta(st->v, st->cap * 2 * sizeof(uintptr_t));
+        if (st->v != st->reserve) tern_os_unmap_meta(st->v, st->cap * 2 * sizeof(uintptr_t));
     }
     st->v = nv;
     st->cap = ncap;
@@ -416,7 +425,11 @@ static void parallel_drain(unsigned n) {
 static void scan_root(uintptr_t lo, uintptr_t hi, void *arg) { scan_range(arg, lo, hi); }
 
 /* Rescan spans whose objects could not be pushed. */
+/* With a full stack, scan from it until there is room again: a stack that
+ * cannot grow then still makes progress (each rescan scans every object it
+ * pushes) instead of overflowing on the same objects for ever. */
 static void rescan_overflowed(struct marker *m) {
+    uintptr_t b, l;
     for (struct chunk *c = tern_heap.chunks; c; c = c->next) {
         struct span *s;
         for (size_t p = c->meta_pages; (s = chunk_next_span(c, &p));) {
@@ -424,6 +437,7 @@ static void rescan_overflowed(struct marker *m) {
             for (size_t i = 0; i < s->nelems; i++)
                 if (bit_test(s->mark, i)) {
                     uintptr_t size = s->spanclass ? s->elemsize : s->limit;
+                    while (m->st.n == m->st.cap && pop(m, &b, &l)) scan_entry(m, b, l);
                     push(m, s, (s->base + i * s->elemsize) | s->typed, size);
                 }
         }

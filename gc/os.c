@@ -1,6 +1,7 @@
 /* os.c — everything Tern asks of the operating system: mappings, clocks,
  * resident size, core count.  Nothing here allocates from the heap. */
 #include "internal.h"
+#include "fault.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -9,7 +10,10 @@
 #include <time.h>
 #include <unistd.h>
 
+/* Every mapping Tern makes (aligned, meta, thread records) comes through
+ * here, so this one fault hook covers them all. */
 void *tern_os_map(size_t size) {
+    if (tern_fault(TERN_FAULT_MMAP)) return errno = ENOMEM, NULL;
     void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     return p == MAP_FAILED ? NULL : p;
 }
@@ -76,7 +80,12 @@ size_t tern_os_meta_ranges(struct root_range *out, size_t max) {
     return n;
 }
 
-void tern_os_decommit(void *p, size_t size) { madvise(p, size, MADV_DONTNEED); }
+/* The callers rely on the contents reading as zero afterwards (a freed
+ * huge chunk is reused without clearing): if the kernel refuses, clear
+ * them by hand. */
+void tern_os_decommit(void *p, size_t size) {
+    if (tern_fault(TERN_FAULT_MADVISE) || madvise(p, size, MADV_DONTNEED) != 0) memset(p, 0, size);
+}
 
 uint64_t tern_now_ns(void) {
     struct timespec ts;

@@ -17,20 +17,30 @@ static pthread_mutex_t roots_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct root_range *user_roots;
 static size_t n_user, cap_user;
 
-static struct root_range *statics;
-static size_t n_statics, cap_statics;
+/* The segment and TLS tables start in static reserves: a cycle that runs
+ * while the system refuses memory must still see every static root (a
+ * segment left out would let its objects be swept while in use). */
+#define STATICS_RESERVE 512
+#define TLS_RESERVE 128
 struct tls_mod { size_t modid, size; };
-static struct tls_mod *tls_mods;
-static size_t n_tls, cap_tls;
+static struct root_range statics_reserve[STATICS_RESERVE];
+static struct tls_mod tls_reserve[TLS_RESERVE];
+static struct root_range *statics = statics_reserve;
+static size_t n_statics, cap_statics = STATICS_RESERVE;
+static struct tls_mod *tls_mods = tls_reserve;
+static size_t n_tls, cap_tls = TLS_RESERVE;
 static uintptr_t self_base;
 
 static bool grow(void **arr, size_t *cap, size_t elem) {
     size_t ncap = *cap ? *cap * 2 : 256;
     void *n = tern_os_map_meta(ncap * elem);
-    if (!n) return false;
+    if (!n) {
+        if (*arr != (void *)user_roots) tern_log("tern: out of memory for the root table (ignored)\n");
+        return false;
+    }
     if (*arr) {
         memcpy(n, *arr, *cap * elem);
-        tern_os_unmap_meta(*arr, *cap * elem);
+        if (*arr != (void *)statics_reserve && *arr != (void *)tls_reserve) tern_os_unmap_meta(*arr, *cap * elem);
     }
     *arr = n;
     *cap = ncap;
@@ -140,7 +150,9 @@ void tern_roots_scan(void (*scan)(uintptr_t lo, uintptr_t hi, void *), void *arg
 }
 
 TERN_API int tern_add_roots(void *lo, void *hi) {
-    if (!lo || (uintptr_t)lo > (uintptr_t)hi) return TERN_EINVAL;
+    /* above 2^47 is not user space: scanning there would fault */
+    if (!lo || (uintptr_t)lo > (uintptr_t)hi || (uintptr_t)hi > ((uintptr_t)1 << 47))
+        return TERN_EINVAL;
     tern_ensure_init();
     pthread_mutex_lock(&roots_lock);
     int rc = TERN_OK;

@@ -13,6 +13,7 @@
  * itself in, and sleeps on a futex until the collector moves the resume
  * epoch.  The handler never allocates and never takes a lock. */
 #include "internal.h"
+#include "fault.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -252,6 +253,7 @@ TERN_API int tern_unregister_thread(void) {
 static int (*real_create)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
 
 int tern_real_pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(*fn)(void *), void *arg) {
+    if (tern_fault(TERN_FAULT_THREAD)) return EAGAIN;
     if (!real_create) {
         real_create = (int (*)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *))dlsym(RTLD_NEXT, "pthread_create");
         if (!real_create) return EAGAIN;

@@ -2,6 +2,7 @@
  * that TERN_* variables and tern_init take effect from the very start.
  *
  *   tern_helper stats      4 threads make 64 MiB of garbage, then collect
+ *   tern_helper quick      8 MiB of garbage, collect (bad-input tests)
  *   tern_helper init       tern_init(gc_percent 37, markers 1) three times
  *   tern_helper init-off   tern_init(gc_percent -1), garbage, collect
  *   tern_helper init-heap  tern_init(initial_heap 64 MiB), garbage
@@ -104,6 +105,12 @@ int main(int argc, char **argv)
         printf("memory_limit=%llu", (unsigned long long)st.memory_limit);
         if (mode[0] == 'i') printf(" query=%zu", tern_set_memory_limit(TERN_LIMIT_QUERY));
         printf("\n");
+        return 0;
+    }
+    if (strcmp(mode, "quick") == 0) { /* start, a little garbage, one collection */
+        churn(8 * MiB, 0);
+        tern_collect();
+        print_stats("final_");
         return 0;
     }
     if (strcmp(mode, "init") == 0) {
