@@ -176,7 +176,7 @@ void tern_tcache_flush(struct tcache *tc) {
 
 static void *large_alloc(size_t n, bool noscan, bool zero) {
     tern_ensure_init();
-    if (n > ((size_t)1 << 46)) {
+    if (n > tern_os_max_object()) {
         errno = ENOMEM;
         return NULL;
     }
@@ -228,7 +228,7 @@ static void *alloc_once(size_t n, bool noscan, bool zero) {
  * return free pages to the OS and try again; then collect everything and
  * try again; then the out-of-memory handler decides (scavenge.c). */
 static __attribute__((noinline)) void *alloc_retry(size_t n, bool noscan, bool zero) {
-    if (n > ((size_t)1 << 46)) return tern_out_of_memory(n);
+    if (n > tern_os_max_object()) return tern_out_of_memory(n);
     if (tern_scavenge_for_limit(n)) {
         void *p = alloc_once(n, noscan, zero);
         if (p) return p;

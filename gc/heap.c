@@ -17,15 +17,24 @@ struct heap tern_heap = {.lock = PTHREAD_MUTEX_INITIALIZER};
 struct chunk **_Atomic tern_chunkmap_l1[1u << L1_BITS];
 static struct chunk *huge_free; /* freed huge chunks, for reuse */
 
+/* Map [start, start + size) to c.  Every second-level table is made
+ * first, and only then are entries set: a failure (no memory for a table)
+ * leaves no entry behind.  An entry left pointing at a chunk that is then
+ * unmapped would send a later lookup to unmapped memory, or, once mmap
+ * reuses the address, to whatever chunk lands there (found by fuzzing: a
+ * posix_memalign with a 2^45 alignment ran out of tables half way, and
+ * later pointers far past a new 4 MiB chunk resolved to it). */
 static bool chunkmap_set(uintptr_t start, size_t size, struct chunk *c) {
     for (uintptr_t a = start; a < start + size; a += CHUNK_SIZE) {
         uintptr_t u = a >> CHUNK_SHIFT;
+        if (atomic_load(&tern_chunkmap_l1[u >> L2_BITS])) continue;
+        struct chunk **l2 = tern_os_map_meta(sizeof(struct chunk *) << L2_BITS);
+        if (!l2) return false;
+        atomic_store_explicit(&tern_chunkmap_l1[u >> L2_BITS], l2, memory_order_release);
+    }
+    for (uintptr_t a = start; a < start + size; a += CHUNK_SIZE) {
+        uintptr_t u = a >> CHUNK_SHIFT;
         struct chunk **l2 = atomic_load(&tern_chunkmap_l1[u >> L2_BITS]);
-        if (!l2) {
-            l2 = tern_os_map_meta(sizeof(struct chunk *) << L2_BITS);
-            if (!l2) return false;
-            atomic_store_explicit(&tern_chunkmap_l1[u >> L2_BITS], l2, memory_order_release);
-        }
         __atomic_store_n(&l2[u & ((1u << L2_BITS) - 1)], c, __ATOMIC_RELEASE);
     }
     return true;

@@ -166,6 +166,7 @@ uint64_t tern_now_ns(void);
 uint64_t tern_thread_cpu_ns(void);
 size_t tern_os_rss(void);
 int tern_ncpus(void);
+size_t tern_os_max_object(void);                 /* bigger requests fail: RAM + swap */
 
 /* ---- heap: chunks, pages, lookup (heap.c) ------------------------------ */
 struct heap {

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/sysinfo.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -114,6 +115,24 @@ size_t tern_os_rss(void) {
     while (*s == ' ') s++;
     while (*s >= '0' && *s <= '9') pages = pages * 10 + (size_t)(*s++ - '0');
     return pages * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+/* The largest object worth trying: physical memory plus swap (as glibc's
+ * malloc under the kernel's default overcommit heuristic), at most 2^46.
+ * Tern maps with MAP_NORESERVE, so without this a request for terabytes
+ * would be mapped, and its address range entered in the chunk table. */
+size_t tern_os_max_object(void) {
+    static _Atomic size_t max;
+    size_t m = atomic_load_explicit(&max, memory_order_relaxed);
+    if (m) return m;
+    struct sysinfo si;
+    m = (size_t)1 << 46;
+    if (sysinfo(&si) == 0 && si.mem_unit) {
+        unsigned __int128 t = ((unsigned __int128)si.totalram + si.totalswap) * si.mem_unit;
+        if (t && t < m) m = (size_t)t;
+    }
+    atomic_store_explicit(&max, m, memory_order_relaxed);
+    return m;
 }
 
 int tern_ncpus(void) {

@@ -292,3 +292,24 @@ Test(memory, class_figures)
     cr_assert_not_null(objs[999]);
     objs[0] = big; /* keep big alive until here */
 }
+
+/* A request past physical memory plus swap fails at once (Tern maps with
+ * MAP_NORESERVE: it would otherwise map terabytes), and leaves nothing in
+ * the chunk table: fuzzing found a 2^45-aligned request that ran out of
+ * table space half way and left entries that later sent pointers far past
+ * a new chunk to it. */
+Test(memory, giant_requests_fail_and_leave_the_chunk_table_clean)
+{
+    errno = 0;
+    cr_assert_null(tern_malloc((size_t)1 << 45));
+    cr_assert_eq(errno, ENOMEM);
+    errno = 0;
+    cr_assert_null(tern_malloc_atomic(((size_t)1 << 46) - 4096));
+    cr_assert_eq(errno, ENOMEM);
+    char *q = tern_malloc(6 * MiB);
+    cr_assert_not_null(q);
+    cr_assert_eq(tern_base(q + 5 * MiB), q);
+    cr_assert_null(tern_base(q + 64 * MiB));
+    cr_assert_null(tern_base(q + ((size_t)1 << 40)));
+    cr_assert_geq(tern_size(q), 6 * MiB);
+}
