@@ -252,6 +252,7 @@ void tern_central_note_free(struct span *s);          /* FULL -> PARTIAL */
 void tern_central_lock_all(void);
 void tern_central_unlock_all(void);
 void tern_central_begin_sweep(void);                  /* cycle end, central locks held */
+size_t tern_central_trim(void);                       /* idle: free spans left empty by frees */
 void tern_list_push(struct span **head, struct span *s);
 void tern_list_remove(struct span **head, struct span *s);
 void tern_span_init_small(struct span *s, unsigned spanclass);
@@ -448,7 +449,8 @@ void tern_collect_atfork_child(void);
 struct tern_global_stats {
     _Atomic uint64_t cycles, allocated_bytes, allocated_objects, freed_bytes,
         explicit_frees, total_pause_ns, max_pause_ns, last_pause_ns, mark_cpu_ns,
-        gc_cpu_ns, live_bytes, pauses;
+        gc_cpu_ns, live_bytes, pauses,
+        cycle_start_alloc; /* allocated_bytes when the last cycle started */
     _Atomic uint32_t markers;
 };
 extern struct tern_global_stats tern_stats_g;

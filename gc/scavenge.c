@@ -23,11 +23,15 @@
  * while the program idles: then nothing else wants the CPU, and a heap of
  * a gigabyte still comes back within seconds).
  *
- * IDLE.  When the program has allocated nothing for half a second while
- * the heap holds much more than the last cycle found live (a burst that
- * died), the scavenger runs one cycle itself, sweeps everything, and then
- * returns every free page, and the span part of the headers of chunks left
- * empty — the program is idle, so none of it is about to be reused.
+ * IDLE.  When the program has allocated nothing for half a second and the
+ * heap changed after the last cycle started (a burst that may have died:
+ * what that cycle found live may have been dropped since), the scavenger
+ * runs one cycle itself (backing off, up to a minute of quiet, while such
+ * cycles find almost everything still live), sweeps everything, gives
+ * back the spans that explicit frees emptied (a malloc-style program frees
+ * rather than drops), and then returns every free page, and the span part
+ * of the headers of chunks left empty — the program is idle, so none of it
+ * is about to be reused.
  *
  * THE LIMIT (TERN_MEMLIMIT, tern_set_memory_limit; like Go's GOMEMLIMIT).
  * It applies to the heap's committed bytes: spans in use, free pages not
@@ -46,6 +50,7 @@
 #include "tern/memory.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <string.h>
 #include <time.h>
 
@@ -55,6 +60,7 @@ static _Atomic tern_oom_handler oom_handler;
 #define START_MAPPED (8u << 20) /* no scavenger below this much heap */
 #define TICK_NS 100000000ull    /* 100 ms */
 #define IDLE_TICKS 5            /* 0.5 s without allocation */
+#define IDLE_MAX 600            /* at most a minute between idle cycles */
 #define BATCH (4u << 20)        /* bytes returned per batch */
 #define PACE 99                 /* sleep PACE times the batch's CPU time: 1% */
 #define PACE_IDLE 9             /* ... while the program idles: 10% */
@@ -115,22 +121,37 @@ static void *scavenger_main(void *arg) {
     tern_roots_collector_thread();
     tern_tl_thread_name("tern scavenger");
     uint64_t last_alloc = atomic_load(&tern_stats_g.allocated_bytes);
-    unsigned quiet = 0;
-    bool idle_done = false;
+    unsigned quiet = 0, cycle_after = IDLE_TICKS;
+    bool idle_done = false, cycle_done = false;
     for (;;) {
         sleep_ns(TICK_NS);
         uint64_t alloc = atomic_load(&tern_stats_g.allocated_bytes);
-        if (alloc != last_alloc) quiet = 0, idle_done = false, last_alloc = alloc;
-        else if (quiet < IDLE_TICKS) quiet++;
+        if (alloc != last_alloc) quiet = 0, idle_done = cycle_done = false, last_alloc = alloc;
+        else if (quiet < UINT_MAX) quiet++;
         if (tern_gc_in_progress()) continue;
         bool idle = quiet >= IDLE_TICKS;
+        if (quiet >= cycle_after && !cycle_done) {
+            cycle_done = true;
+            /* What the last cycle found live may have been dropped since
+             * (dropping allocates nothing, so no count can tell): if the
+             * heap changed after that cycle started, mark once more.  A
+             * cycle that finds almost everything still live doubles the
+             * quiet time the next idle cycle waits for (up to a minute),
+             * so a program that idles often with a big live heap is not
+             * marked over and over for nothing. */
+            uint64_t in_use = atomic_load(&tern_in_use);
+            if (tern_cfg.gc_percent >= 0 && alloc != atomic_load(&tern_stats_g.cycle_start_alloc) &&
+                tern_heap_committed() >= (4u << 20) && tern_gc_background("idle")) {
+                uint64_t live = atomic_load(&tern_stats_g.live_bytes);
+                if (live > in_use - in_use / 8) cycle_after = cycle_after * 2 > IDLE_MAX ? IDLE_MAX : cycle_after * 2;
+                else cycle_after = IDLE_TICKS;
+            }
+            idle_done = false; /* sweep what it found */
+        }
         if (idle && !idle_done) {
             idle_done = true;
-            /* A burst that died: find it dead, and sweep it into free pages. */
-            uint64_t live = atomic_load(&tern_stats_g.live_bytes), in_use = atomic_load(&tern_in_use);
-            uint64_t slack = live / 8 > (4u << 20) ? live / 8 : (4u << 20);
-            if (tern_cfg.gc_percent >= 0 && in_use > live + slack) tern_gc_background("idle");
             tern_sweep_finish();
+            tern_central_trim(); /* spans emptied by explicit frees (malloc-style programs) */
         }
         for (;;) {
             if (tern_gc_in_progress()) break;
@@ -215,6 +236,7 @@ TERN_API tern_oom_handler tern_set_oom_handler(tern_oom_handler h) {
 TERN_API size_t tern_release_memory(void) {
     tern_ensure_init();
     tern_sweep_finish();
+    tern_central_trim();
     pthread_mutex_lock(&scav_lock);
     size_t got = tern_gc_in_progress() ? tern_heap_release(SIZE_MAX, false) : tern_heap_release(SIZE_MAX, true);
     pthread_mutex_unlock(&scav_lock);

@@ -186,3 +186,43 @@ void tern_central_begin_sweep(void) {
             }
     }
 }
+
+/* The program idles (scavenge.c): apply the explicit frees recorded in
+ * every listed span and give the spans left empty back to the heap, whose
+ * free pages the scavenger then returns.  Without this, a malloc-style
+ * program that freed everything would keep every span it ever used: a
+ * span goes back only when a cache takes it again.  Returns spans freed. */
+size_t tern_central_trim(void) {
+    size_t n = 0;
+    for (unsigned sc = 2; sc < 2 * tern_nclasses; sc++) {
+        struct central *c = &tern_central[sc];
+        if (!__atomic_load_n(&c->partial, __ATOMIC_RELAXED) && !__atomic_load_n(&c->full, __ATOMIC_RELAXED)) continue;
+        struct span *empty = NULL;
+        pthread_mutex_lock(&c->lock);
+        struct span **lists[2] = {&c->partial, &c->full};
+        for (int l = 0; l < 2; l++)
+            for (struct span *s = *lists[l], *next; s; s = next) {
+                next = s->next;
+                merge_freed(s);
+                if (!is_empty(s)) {
+                    if (l == 1 && has_free(s)) { /* full no more */
+                        tern_list_remove(&c->full, s);
+                        atomic_store(&s->state, SPAN_PARTIAL);
+                        tern_list_push(&c->partial, s);
+                    }
+                    continue;
+                }
+                tern_list_remove(lists[l], s);
+                s->next = empty;
+                empty = s;
+            }
+        pthread_mutex_unlock(&c->lock);
+        while (empty) {
+            struct span *s = empty;
+            empty = s->next;
+            tern_span_release(s);
+            n++;
+        }
+    }
+    return n;
+}

@@ -10,6 +10,7 @@
  *                          every tern_get_stats figure, return from main
  *   tern_helper memlimit   one object; print the memory limit in force
  *   tern_helper init-limit tern_init(memory_limit 80 MiB), then as memlimit
+ *   tern_helper free-idle  128 MiB allocated then freed, then idle: RSS
  *   tern_helper exit-thread  garbage, collect, then a second thread calls
  *                          exit(0) while main waits for it
  *
@@ -105,6 +106,28 @@ int main(int argc, char **argv)
         printf("memory_limit=%llu", (unsigned long long)st.memory_limit);
         if (mode[0] == 'i') printf(" query=%zu", tern_set_memory_limit(TERN_LIMIT_QUERY));
         printf("\n");
+        return 0;
+    }
+    if (strcmp(mode, "free-idle") == 0) { /* malloc-style: free everything, then idle */
+        tern_free(tern_malloc(16));
+        size_t start = rss_now(), n = 128 * MiB / 512;
+        void **t = tern_malloc(n * sizeof *t);
+        if (!t) return 2;
+        for (size_t i = 0; i < n; i++) {
+            if (!(t[i] = tern_malloc(16 + i % 1000))) return 2;
+            memset(t[i], 1, 16);
+        }
+        for (size_t i = 0; i < n; i++) tern_free(t[i]);
+        tern_free(t);
+        size_t peak = rss_now(), now = peak;
+        for (int i = 0; i < 100 && now > start + 24 * MiB; i++) {
+            usleep(100000);
+            now = rss_now();
+        }
+        struct tern_stats st;
+        tern_get_stats(&st);
+        printf("free-idle start=%zu peak=%zu idle=%zu cycles=%llu\n", start >> 10, peak >> 10, now >> 10,
+               (unsigned long long)st.cycles);
         return 0;
     }
     if (strcmp(mode, "quick") == 0) { /* start, a little garbage, one collection */

@@ -73,8 +73,12 @@ Test(memory, comes_back_when_the_program_idles)
         now = rss_now();
     }
     struct tern_stats st = stats();
-    cr_assert_lt(now, r0 + 24 * MiB, "RSS %zu KiB after 10 s idle (start %zu KiB, peak %zu KiB)", now >> 10, r0 >> 10,
-                 peak >> 10);
+    cr_assert_lt(now, r0 + 24 * MiB,
+                 "RSS %zu KiB after 10 s idle (start %zu KiB, peak %zu KiB); cycles %llu, live %llu KiB, in use %llu KiB, "
+                 "spans %llu KiB, free pages %llu KiB, returned %llu KiB",
+                 now >> 10, r0 >> 10, peak >> 10, (unsigned long long)st.cycles, (unsigned long long)st.live_bytes >> 10,
+                 (unsigned long long)st.in_use_bytes >> 10, (unsigned long long)st.heap_bytes >> 10,
+                 (unsigned long long)st.free_bytes >> 10, (unsigned long long)st.scavenged_bytes >> 10);
     cr_assert_gt(st.scavenged_bytes, 32 * MiB, "returned only %llu bytes", (unsigned long long)st.scavenged_bytes);
 }
 
@@ -312,4 +316,22 @@ Test(memory, giant_requests_fail_and_leave_the_chunk_table_clean)
     cr_assert_null(tern_base(q + 64 * MiB));
     cr_assert_null(tern_base(q + ((size_t)1 << 40)));
     cr_assert_geq(tern_size(q), 6 * MiB);
+}
+
+/* A malloc-style program frees everything explicitly, and with TERN_GC=off
+ * no collection ever runs (a helper process, so that the variable takes
+ * effect): the spans its frees emptied still go back, and their pages to
+ * the OS, when it idles. */
+Test(memory, comes_back_after_explicit_frees_when_the_program_idles)
+{
+    struct run r;
+    const char *env[] = {"TERN_GC=off", NULL};
+    run_helper(&r, "free-idle", env);
+    unsigned long start = 0, peak = 0, idle = 0, cycles = 1;
+    const char *l = strstr(r.out, "free-idle ");
+    cr_assert_not_null(l, "out:\n%s\nerr:\n%s", r.out, r.err);
+    cr_assert_eq(sscanf(l, "free-idle start=%lu peak=%lu idle=%lu cycles=%lu", &start, &peak, &idle, &cycles), 4, "%s", l);
+    cr_assert_eq(cycles, 0, "TERN_GC=off ran a collection");
+    cr_assert_gt(peak, start + 96 * 1024, "the heap did not grow: %s", l);
+    cr_assert_lt(idle, start + 24 * 1024, "RSS (KiB) did not come back within 10 s: %s", l);
 }
