@@ -21,9 +21,23 @@ static void mark_black(struct span *s, uintptr_t p) {
     atomic_fetch_or_explicit(&s->mark[i / 64], 1ull << (i % 64), memory_order_relaxed);
 }
 
+/* Explicit frees are counted per thread too and published in batches, so
+ * a free touches no shared counter (two threads freeing at once made
+ * tern_in_use's cache line bounce). */
+static void publish_frees(struct tcache *tc) {
+    uint64_t b = atomic_load_explicit(&tc->free_bytes, memory_order_relaxed);
+    uint64_t n = atomic_load_explicit(&tc->frees, memory_order_relaxed);
+    if (!n) return;
+    atomic_store_explicit(&tc->free_bytes, 0, memory_order_relaxed);
+    atomic_fetch_add(&tern_stats_g.explicit_frees, n);
+    atomic_store_explicit(&tc->frees, 0, memory_order_relaxed);
+    tern_pacer_note_free(b);
+}
+
 static void publish_counts(struct tcache *tc, bool may_collect) {
     int64_t b = tc->alloc_bytes, o = tc->alloc_objs;
     tc->alloc_bytes = tc->alloc_objs = 0;
+    publish_frees(tc);
     tern_pacer_note_alloc(b, o, may_collect);
 }
 
@@ -280,6 +294,21 @@ TERN_API void *tern_base(const void *p) {
     return s ? (void *)(s->base + i * (s->spanclass ? s->elemsize : 0)) : NULL;
 }
 
+static void note_free(uint64_t bytes) {
+    struct tcache *tc = tls_tc;
+    if (unlikely(!tc)) {
+        atomic_fetch_add(&tern_stats_g.explicit_frees, 1);
+        tern_pacer_note_free(bytes);
+        return;
+    }
+    /* relaxed load + store: only this thread writes them (tern_get_stats
+     * reads them, and a thread's exit or publish zeroes them, on it) */
+    uint64_t b = atomic_load_explicit(&tc->free_bytes, memory_order_relaxed) + bytes;
+    atomic_store_explicit(&tc->free_bytes, b, memory_order_relaxed);
+    atomic_store_explicit(&tc->frees, atomic_load_explicit(&tc->frees, memory_order_relaxed) + 1, memory_order_relaxed);
+    if (b >= 64 * 1024) publish_frees(tc);
+}
+
 /* Everything under the class-0 lock, which every sweep of a large span
  * holds: setting the freed bit and releasing the pages must be one step.
  * Before, a sweep could slip in between them, see the freed bit and
@@ -302,8 +331,7 @@ static void free_large(struct span *s) {
         tern_span_release(s);
     }
     pthread_mutex_unlock(&tern_central[0].lock);
-    atomic_fetch_add(&tern_stats_g.explicit_frees, 1);
-    tern_pacer_note_free(bytes);
+    note_free(bytes);
 }
 
 TERN_API void tern_free(void *p) {
@@ -336,10 +364,37 @@ TERN_API void tern_free(void *p) {
         tern_report_error("double free", p);
         return;
     }
-    atomic_fetch_add(&s->nfree_hint, 1);
-    atomic_fetch_add(&tern_stats_g.explicit_frees, 1);
-    tern_pacer_note_free(s->elemsize);
+    if (!atomic_load(&s->nfree_hint)) atomic_store(&s->nfree_hint, 1);
+    note_free(s->elemsize);
     tern_central_note_free(s);
+}
+
+/* The drop-in's free (malloc.c): free p if it is the start of an allocated
+ * small object and say so; otherwise change nothing and return false, and
+ * the caller works out what p is (an aligned block, a large object, an
+ * error to report with its call site).  One lookup instead of two. */
+bool tern_free_small_start(void *p) {
+    struct span *s = span_of((uintptr_t)p);
+    if (!s || !s->spanclass || atomic_load_explicit(&s->state, memory_order_acquire) == SPAN_FREE) return false;
+    uintptr_t off = (uintptr_t)p - s->base;
+    size_t i = span_slot(s, off);
+    if (off >= s->limit || i * s->elemsize != off) return false;
+    uint64_t bit = 1ull << (i % 64);
+    if (!slot_allocated(s, i) || (atomic_fetch_or(&s->freed[i / 64], bit) & bit)) return false;
+    if (unlikely(atomic_load_explicit(&tern_finalize_any, memory_order_relaxed))) tern_finalize_note_free(p);
+    if (!atomic_load(&s->nfree_hint)) atomic_store(&s->nfree_hint, 1);
+    note_free(s->elemsize);
+    tern_central_note_free(s);
+    return true;
+}
+
+/* Explicit frees counted by threads and not yet published (tern_get_stats). */
+uint64_t tern_tcache_pending_frees(void) {
+    uint64_t n = 0;
+    pthread_mutex_lock(&tern_threads_lock);
+    for (struct thread *t = tern_threads; t; t = t->next) n += atomic_load_explicit(&t->tcache.frees, memory_order_relaxed);
+    pthread_mutex_unlock(&tern_threads_lock);
+    return n;
 }
 
 TERN_API void *tern_realloc(void *p, size_t n) {

@@ -446,7 +446,7 @@ TERN_API int tern_get_stats(struct tern_stats *out) {
     out->allocated_bytes = atomic_load(&tern_stats_g.allocated_bytes);
     out->allocated_objects = atomic_load(&tern_stats_g.allocated_objects);
     out->freed_bytes = atomic_load(&tern_stats_g.freed_bytes);
-    out->explicit_frees = atomic_load(&tern_stats_g.explicit_frees);
+    out->explicit_frees = atomic_load(&tern_stats_g.explicit_frees) + tern_tcache_pending_frees();
     out->total_pause_ns = atomic_load(&tern_stats_g.total_pause_ns);
     out->max_pause_ns = atomic_load(&tern_stats_g.max_pause_ns);
     out->last_pause_ns = atomic_load(&tern_stats_g.last_pause_ns);

@@ -272,7 +272,10 @@ struct tcache {
     struct tc_class c[NSPANCLASS];
     int64_t alloc_bytes;    /* not yet published to the pacer             */
     int64_t alloc_objs;
+    _Atomic uint64_t free_bytes; /* explicit frees not yet published (owner  */
+    _Atomic uint64_t frees;      /* writes, tern_get_stats reads)            */
 };
+uint64_t tern_tcache_pending_frees(void);             /* sum over threads */
 void tern_tcache_flush(struct tcache *tc);            /* give every span back */
 void tern_tcache_attach(struct tcache *tc);
 void tern_tcache_publish(struct tcache *tc);           /* world stopped */
@@ -303,6 +306,7 @@ static inline bool slot_allocated(struct span *s, size_t i) {
 
 extern _Atomic int tern_gc_black;                      /* allocate black       */
 void *tern_alloc_internal(size_t n, bool noscan, bool zero);
+bool tern_free_small_start(void *p);                   /* malloc.c's fast free */
 
 /* ---- threads and stop-the-world (thread.c) ----------------------------- */
 struct thread {

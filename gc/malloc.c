@@ -487,6 +487,13 @@ static void do_free(void *p, void *site) {
         if (!span_of((uintptr_t)p)) shim_error("invalid free (not allocated by this malloc)", p, site);
         return;
     }
+    if (!leak_mode && !free_ignore) { /* the common case: the start of a small object */
+        int saved = in_tern;
+        in_tern = 1;
+        bool done = tern_free_small_start(p);
+        in_tern = saved;
+        if (done) return;
+    }
     void *base = resolve(p, &why);
     if (!base) {
         shim_error(why, p, site);
