@@ -106,6 +106,18 @@ static __attribute__((noinline)) void *refill(struct tcache *tc, unsigned sc, bo
     tern_ensure_init();
     struct tc_class *c = &tc->c[sc];
     struct span *s = c->span;
+    if (!s && c->nshared < SHARED_OBJS) { /* a thread's first objects: the shared span */
+        bool nz;
+        void *p = tern_central_shared_alloc(sc, &nz);
+        if (p) {
+            c->nshared++;
+            uint32_t size = tern_classes[sc >> 1].size;
+            if (nz && zero) memset(p, 0, size);
+            tc->alloc_bytes += size;
+            tc->alloc_objs++;
+            return p;
+        }
+    }
     if (s) {
         /* If a cycle ended since this span was swept, sweep it before the
          * slots handed out since then enter its alloc bitmap: they may be

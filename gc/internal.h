@@ -244,6 +244,7 @@ static inline size_t span_slot(const struct span *s, uintptr_t off) {
 struct central {
     pthread_mutex_t lock;
     struct span *partial, *full, *unswept;
+    struct span *shared;   /* serves threads' first objects (below)       */
 };
 extern struct central tern_central[NSPANCLASS];
 struct span *tern_central_take(unsigned spanclass);   /* CACHED, swept */
@@ -257,6 +258,13 @@ void tern_list_push(struct span **head, struct span *s);
 void tern_list_remove(struct span **head, struct span *s);
 void tern_span_init_small(struct span *s, unsigned spanclass);
 void tern_span_init_large(struct span *s, bool noscan);
+/* A thread's first SHARED_OBJS objects of a class come from the class's
+ * shared span, one at a time under the class lock, so that a thread that
+ * allocates a few objects of many sizes does not make a page resident per
+ * size (an idle thread's footprint).  NULL: no slot, use a span of your
+ * own.  *needzero: the slot may hold old data. */
+#define SHARED_OBJS 16
+void *tern_central_shared_alloc(unsigned spanclass, bool *needzero);
 
 /* ---- thread caches and allocation (alloc.c) ---------------------------- */
 struct tc_class {
@@ -267,6 +275,7 @@ struct tc_class {
     struct span *span;
     uint64_t loaded;        /* free mask when the word was loaded         */
     uint32_t word;
+    uint32_t nshared;       /* objects taken from the shared span         */
 };
 struct tcache {
     struct tc_class c[NSPANCLASS];

@@ -226,3 +226,51 @@ size_t tern_central_trim(void) {
     }
     return n;
 }
+
+/* The shared span of a class (see internal.h): its slots are allocated one
+ * at a time under the class lock, straight into the alloc bitmap (black
+ * while marking).  No cycle can start or end while the lock is held (every
+ * pause takes all class locks first), and the span is swept before any
+ * slot is taken, so a slot is never younger than marks it has not seen.
+ * The span is in state CACHED with no owner: on no list, like a cached
+ * span, but with every allocated slot published; a full one goes to the
+ * full list and another takes its place. */
+void *tern_central_shared_alloc(unsigned sc, bool *needzero) {
+    struct central *c = &tern_central[sc];
+    for (int attempt = 0; attempt < 2; attempt++) {
+        pthread_mutex_lock(&c->lock);
+        struct span *s = c->shared;
+        if (s) {
+            tern_sweep_ensure_locked(s);
+            merge_freed(s);
+            for (unsigned w = 0; w < s->nwords; w++) {
+                uint64_t free = ~atomic_load_explicit(&s->alloc[w], memory_order_relaxed);
+                if (!free) continue;
+                unsigned b = (unsigned)__builtin_ctzll(free);
+                uintptr_t p = s->base + ((uintptr_t)w * 64 + b) * s->elemsize;
+                __asm__ volatile("" : "+r"(p)); /* in a register before it is allocated */
+                atomic_fetch_or(&s->alloc[w], 1ull << b);
+                if (atomic_load_explicit(&tern_gc_black, memory_order_relaxed))
+                    atomic_fetch_or(&s->mark[w], 1ull << b);
+                *needzero = atomic_load(&s->needzero);
+                pthread_mutex_unlock(&c->lock);
+                return (void *)p;
+            }
+            atomic_store(&s->state, SPAN_FULL); /* used up: retire it */
+            tern_list_push(&c->full, s);
+            c->shared = NULL;
+        }
+        pthread_mutex_unlock(&c->lock);
+        if (attempt) break;
+        s = tern_central_take(sc); /* swept, with free slots, CACHED */
+        if (!s) return NULL;
+        pthread_mutex_lock(&c->lock);
+        if (!c->shared) {
+            c->shared = s;
+            s = NULL;
+        }
+        pthread_mutex_unlock(&c->lock);
+        if (s) tern_central_put(s); /* another thread installed one meanwhile */
+    }
+    return NULL;
+}
