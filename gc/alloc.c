@@ -106,7 +106,8 @@ static __attribute__((noinline)) void *refill(struct tcache *tc, unsigned sc, bo
     tern_ensure_init();
     struct tc_class *c = &tc->c[sc];
     struct span *s = c->span;
-    if (!s && c->nshared < SHARED_OBJS) { /* a thread's first objects: the shared span */
+    if (!s && c->nshared < SHARED_OBJS && tern_classes[sc >> 1].size <= SHARED_MAX_SIZE) {
+        /* a thread's first objects of a small class: the shared span */
         bool nz;
         void *p = tern_central_shared_alloc(sc, &nz);
         if (p) {

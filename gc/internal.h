@@ -258,12 +258,14 @@ void tern_list_push(struct span **head, struct span *s);
 void tern_list_remove(struct span **head, struct span *s);
 void tern_span_init_small(struct span *s, unsigned spanclass);
 void tern_span_init_large(struct span *s, bool noscan);
-/* A thread's first SHARED_OBJS objects of a class come from the class's
- * shared span, one at a time under the class lock, so that a thread that
- * allocates a few objects of many sizes does not make a page resident per
- * size (an idle thread's footprint).  NULL: no slot, use a span of your
- * own.  *needzero: the slot may hold old data. */
+/* A thread's first SHARED_OBJS objects of a small class come from the
+ * class's shared span, one at a time under the class lock, so that a
+ * thread that allocates a few objects of many sizes does not make a page
+ * resident per size (an idle thread's footprint).  The next thread to
+ * want a span of its own for the class takes the shared span.  NULL: no
+ * slot, use a span of your own.  *needzero: the slot may hold old data. */
 #define SHARED_OBJS 16
+#define SHARED_MAX_SIZE 1024 /* larger objects fill pages of their own anyway */
 void *tern_central_shared_alloc(unsigned spanclass, bool *needzero);
 
 /* ---- thread caches and allocation (alloc.c) ---------------------------- */

@@ -92,6 +92,19 @@ struct span *tern_central_take(unsigned sc) {
     struct central *c = &tern_central[sc];
     struct span *s;
     pthread_mutex_lock(&c->lock);
+    if ((s = c->shared)) {
+        /* A thread done with the shared span takes it as its own: a
+         * single-threaded program then wastes none of it. */
+        c->shared = NULL;
+        tern_sweep_ensure_locked(s);
+        merge_freed(s);
+        if (has_free(s)) {
+            pthread_mutex_unlock(&c->lock);
+            return s; /* CACHED already */
+        }
+        atomic_store(&s->state, SPAN_FULL);
+        tern_list_push(&c->full, s);
+    }
     for (;;) {
         if ((s = c->partial)) {
             tern_list_remove(&c->partial, s);
