@@ -322,6 +322,18 @@ static void note_free(uint64_t bytes) {
     if (b >= 64 * 1024) publish_frees(tc);
 }
 
+/* A small span counts its frees since it was last swept or merged.  A full
+ * span goes back on its class's partial list only once an eighth of its
+ * slots are free again: moving it at the first free took the class lock
+ * for every full span a free touched, and a thread then took spans with
+ * one free slot each (lock contention dominated malloc-style programs with
+ * two threads).  Until then its freed slots wait for the next sweep or the
+ * idle trim. */
+static void counted_free(struct span *s) {
+    uint32_t n = atomic_fetch_add_explicit(&s->nfree_hint, 1, memory_order_relaxed) + 1;
+    if (n >= s->nelems / 8 + 1) tern_central_note_free(s);
+}
+
 /* Everything under the class-0 lock, which every sweep of a large span
  * holds: setting the freed bit and releasing the pages must be one step.
  * Before, a sweep could slip in between them, see the freed bit and
@@ -377,9 +389,8 @@ TERN_API void tern_free(void *p) {
         tern_report_error("double free", p);
         return;
     }
-    if (!atomic_load(&s->nfree_hint)) atomic_store(&s->nfree_hint, 1);
     note_free(s->elemsize);
-    tern_central_note_free(s);
+    counted_free(s);
 }
 
 /* The drop-in's free (malloc.c): free p if it is the start of an allocated
@@ -395,9 +406,8 @@ bool tern_free_small_start(void *p) {
     uint64_t bit = 1ull << (i % 64);
     if (!slot_allocated(s, i) || (atomic_fetch_or(&s->freed[i / 64], bit) & bit)) return false;
     if (unlikely(atomic_load_explicit(&tern_finalize_any, memory_order_relaxed))) tern_finalize_note_free(p);
-    if (!atomic_load(&s->nfree_hint)) atomic_store(&s->nfree_hint, 1);
     note_free(s->elemsize);
-    tern_central_note_free(s);
+    counted_free(s);
     return true;
 }
 
