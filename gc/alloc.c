@@ -256,12 +256,12 @@ static void *alloc_once(size_t n, bool noscan, bool zero) {
  * try again; then the out-of-memory handler decides (scavenge.c). */
 static __attribute__((noinline)) void *alloc_retry(size_t n, bool noscan, bool zero) {
     if (n > tern_os_max_object()) return tern_out_of_memory(n);
-    if (tern_scavenge_for_limit(n)) {
+    if (tern_scavenge_now()) {
         void *p = alloc_once(n, noscan, zero);
         if (p) return p;
     }
     tern_gc("out of memory", true);
-    tern_scavenge_for_limit(n);
+    tern_scavenge_now();
     void *p = alloc_once(n, noscan, zero);
     return p ? p : tern_out_of_memory(n);
 }
@@ -359,6 +359,23 @@ static void free_large(struct span *s) {
     note_free(bytes);
 }
 
+enum free_result { FREE_DONE, FREE_INTERIOR, FREE_DOUBLE };
+
+/* Free the object at offset off of small span s (in use), if off is the
+ * start of an allocated slot. */
+static enum free_result free_small(struct span *s, uintptr_t off) {
+    size_t i = span_slot(s, off);
+    if (off >= s->limit || i * s->elemsize != off) return FREE_INTERIOR;
+    /* Allocated first, then claim the freed bit: the other order lets a
+     * concurrent sweep or merge consume the bit and free the slot between
+     * the two steps, and a valid free would be reported as a double one. */
+    uint64_t bit = 1ull << (i % 64);
+    if (!slot_allocated(s, i) || (atomic_fetch_or(&s->freed[i / 64], bit) & bit)) return FREE_DOUBLE;
+    note_free(s->elemsize);
+    counted_free(s);
+    return FREE_DONE;
+}
+
 TERN_API void tern_free(void *p) {
     if (!p) return;
     if (unlikely(atomic_load_explicit(&tern_finalize_any, memory_order_relaxed)))
@@ -376,21 +393,11 @@ TERN_API void tern_free(void *p) {
         else free_large(s);
         return;
     }
-    size_t i = span_slot(s, off);
-    if (off >= s->limit || i * s->elemsize != off) {
-        tern_report_error("invalid free (interior pointer)", p);
-        return;
+    switch (free_small(s, off)) {
+    case FREE_INTERIOR: tern_report_error("invalid free (interior pointer)", p); break;
+    case FREE_DOUBLE: tern_report_error("double free", p); break;
+    case FREE_DONE: break;
     }
-    /* Allocated first, then claim the freed bit: the other order lets a
-     * concurrent sweep or merge consume the bit and free the slot between
-     * the two steps, and a valid free would be reported as a double one. */
-    uint64_t bit = 1ull << (i % 64);
-    if (!slot_allocated(s, i) || (atomic_fetch_or(&s->freed[i / 64], bit) & bit)) {
-        tern_report_error("double free", p);
-        return;
-    }
-    note_free(s->elemsize);
-    counted_free(s);
 }
 
 /* The drop-in's free (malloc.c): free p if it is the start of an allocated
@@ -400,14 +407,8 @@ TERN_API void tern_free(void *p) {
 bool tern_free_small_start(void *p) {
     struct span *s = span_of((uintptr_t)p);
     if (!s || !s->spanclass || atomic_load_explicit(&s->state, memory_order_acquire) == SPAN_FREE) return false;
-    uintptr_t off = (uintptr_t)p - s->base;
-    size_t i = span_slot(s, off);
-    if (off >= s->limit || i * s->elemsize != off) return false;
-    uint64_t bit = 1ull << (i % 64);
-    if (!slot_allocated(s, i) || (atomic_fetch_or(&s->freed[i / 64], bit) & bit)) return false;
+    if (free_small(s, (uintptr_t)p - s->base) != FREE_DONE) return false;
     if (unlikely(atomic_load_explicit(&tern_finalize_any, memory_order_relaxed))) tern_finalize_note_free(p);
-    note_free(s->elemsize);
-    counted_free(s);
     return true;
 }
 

@@ -335,6 +335,19 @@ static uint64_t request_locked(const char *why, bool fresh) {
     return target;
 }
 
+/* Ask the collector thread for a cycle (starting the thread if need be)
+ * and, if wait, wait for its end.  false: there is no collector thread. */
+static bool ask_collector(const char *why, bool fresh, bool wait) {
+    int st = collector_start();
+    while (st == 1) st = (sched_yield(), atomic_load(&collector_state));
+    if (st != 2) return false;
+    pthread_mutex_lock(&req_lock);
+    uint64_t target = request_locked(why, fresh);
+    while (wait && finished < target) pthread_cond_wait(&req_done, &req_lock);
+    pthread_mutex_unlock(&req_lock);
+    return true;
+}
+
 /* Run one cycle.  Only one runs at a time; a thread that asks while a
  * cycle triggered by the heap goal is running just waits for it. */
 void tern_gc(const char *why, bool full_sweep) { tern_gc_for(why, full_sweep, 0); }
@@ -349,19 +362,12 @@ void tern_gc_for(const char *why, bool full_sweep, uint64_t extra) {
     if (tern_concurrent()) {
         uint64_t now = atomic_load(&tern_in_use) + extra, goal = atomic_load(&tern_next_gc);
         if (!full_sweep && now < atomic_load(&tern_trigger)) return;
-        int st = collector_start();
-        if (st == 1 && !full_sweep) return; /* being started: the next allocation asks again */
-        while (st == 1) st = (sched_yield(), atomic_load(&collector_state));
-        if (st == 2) {
-            pthread_mutex_lock(&req_lock);
-            uint64_t target = request_locked(why, full_sweep);
-            /* Wait for the end of the cycle: always for tern_collect; for an
-             * allocation, only far past the goal, when assists could not
-             * keep up (the heap must not outrun the marker). */
-            uint64_t hard = goal + (goal / 2 > (4u << 20) ? goal / 2 : (4u << 20));
-            bool wait = full_sweep || (goal != UINT64_MAX && now > hard);
-            while (wait && finished < target) pthread_cond_wait(&req_done, &req_lock);
-            pthread_mutex_unlock(&req_lock);
+        if (!full_sweep && atomic_load(&collector_state) == 1) return; /* being started: the next allocation asks again */
+        /* Wait for the end of the cycle: always for tern_collect; for an
+         * allocation, only far past the goal, when assists could not keep
+         * up (the heap must not outrun the marker). */
+        uint64_t hard = goal + (goal / 2 > (4u << 20) ? goal / 2 : (4u << 20));
+        if (ask_collector(why, full_sweep, full_sweep || (goal != UINT64_MAX && now > hard))) {
             if (full_sweep) tern_sweep_finish();
             return;
         }
@@ -387,26 +393,17 @@ void tern_gc_for(const char *why, bool full_sweep, uint64_t extra) {
 
 /* A cycle asked for by a collector-side thread that is not a mutator (the
  * scavenger, when the program idles): it waits for the cycle and sweeps,
- * and it is never stopped or scanned.  Returns whether a cycle ran. */
-bool tern_gc_background(const char *why) {
-    if (tern_concurrent()) {
-        int st = collector_start();
-        while (st == 1) st = (sched_yield(), atomic_load(&collector_state));
-        if (st == 2) {
-            pthread_mutex_lock(&req_lock);
-            uint64_t target = request_locked(why, true);
-            while (finished < target) pthread_cond_wait(&req_done, &req_lock);
-            pthread_mutex_unlock(&req_lock);
-            tern_sweep_finish();
-            return true;
-        }
+ * and it is never stopped or scanned. */
+void tern_gc_background(const char *why) {
+    if (tern_concurrent() && ask_collector(why, true, true)) {
+        tern_sweep_finish();
+        return;
     }
     pthread_mutex_lock(&tern_gc_lock);
     atomic_store(&gc_running, 1);
     stw_cycle(NULL, why, true);
     atomic_store(&gc_running, 0);
     pthread_mutex_unlock(&tern_gc_lock);
-    return true;
 }
 
 bool tern_gc_in_progress(void) { return atomic_load(&gc_running) != 0; }

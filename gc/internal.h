@@ -450,7 +450,7 @@ void tern_scavenger_poke(void);            /* allocation published: start it if 
 void tern_scavenger_atfork_prepare(void);
 void tern_scavenger_atfork_parent(void);
 void tern_scavenger_atfork_child(void);
-size_t tern_scavenge_for_limit(size_t need); /* allocating thread, over the limit */
+size_t tern_scavenge_now(void);              /* allocating thread refused memory: return free pages */
 uint64_t tern_scavenger_cpu_ns(void);
 void *tern_out_of_memory(size_t n);         /* after a full collection: handler or NULL */
 
@@ -458,7 +458,7 @@ void *tern_out_of_memory(size_t n);         /* after a full collection: handler 
 void tern_gc(const char *why, bool full_sweep);
 void tern_gc_for(const char *why, bool full_sweep, uint64_t extra);
 void tern_gc_assist(uint64_t bytes);
-bool tern_gc_background(const char *why);   /* from an unregistered collector thread */
+void tern_gc_background(const char *why);   /* from an unregistered collector thread */
 bool tern_gc_in_progress(void);
 void tern_collect_atfork_child(void);
 struct tern_global_stats {

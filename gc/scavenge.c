@@ -141,7 +141,8 @@ static void *scavenger_main(void *arg) {
              * marked over and over for nothing. */
             uint64_t in_use = atomic_load(&tern_in_use);
             if (tern_cfg.gc_percent >= 0 && alloc != atomic_load(&tern_stats_g.cycle_start_alloc) &&
-                tern_heap_committed() >= (4u << 20) && tern_gc_background("idle")) {
+                tern_heap_committed() >= (4u << 20)) {
+                tern_gc_background("idle");
                 uint64_t live = atomic_load(&tern_stats_g.live_bytes);
                 if (live > in_use - in_use / 8) cycle_after = cycle_after * 2 > IDLE_MAX ? IDLE_MAX : cycle_after * 2;
                 else cycle_after = IDLE_TICKS;
@@ -190,10 +191,9 @@ void tern_scavenger_poke(void) {
     atomic_store(&scav_state, 2);
 }
 
-/* An allocating thread was refused a span by the limit: return free pages
- * now, whatever the pacing.  Returns bytes returned. */
-size_t tern_scavenge_for_limit(size_t need) {
-    (void)need;
+/* An allocating thread was refused a span (the limit, or the OS): return
+ * free pages now, whatever the pacing.  Returns bytes returned. */
+size_t tern_scavenge_now(void) {
     pthread_mutex_lock(&scav_lock);
     size_t got = tern_heap_release(SIZE_MAX, false);
     pthread_mutex_unlock(&scav_lock);
@@ -238,7 +238,7 @@ TERN_API size_t tern_release_memory(void) {
     tern_sweep_finish();
     tern_central_trim();
     pthread_mutex_lock(&scav_lock);
-    size_t got = tern_gc_in_progress() ? tern_heap_release(SIZE_MAX, false) : tern_heap_release(SIZE_MAX, true);
+    size_t got = tern_heap_release(SIZE_MAX, !tern_gc_in_progress());
     pthread_mutex_unlock(&scav_lock);
     return got;
 }
