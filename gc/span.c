@@ -61,15 +61,18 @@ void tern_span_init_large(struct span *s, bool noscan) {
     atomic_store(&s->sweepgen, atomic_load(&tern_sweepgen));
 }
 
-/* Apply explicit frees recorded since the span was swept. */
+/* Apply explicit frees recorded since the span was swept.  Every word is
+ * looked at: a free counts itself in nfree_hint before it sets its bit
+ * (alloc.c, counted_free), so a zero count does not mean no bit is set. */
 static void merge_freed(struct span *s) {
-    if (!atomic_load_explicit(&s->nfree_hint, memory_order_relaxed)) return;
-    atomic_store(&s->nfree_hint, 0);
+    atomic_store_explicit(&s->nfree_hint, 0, memory_order_relaxed);
+    bool any = false;
     for (unsigned w = 0; w < s->nwords; w++) {
+        if (!atomic_load_explicit(&s->freed[w], memory_order_relaxed)) continue;
         uint64_t f = atomic_exchange(&s->freed[w], 0);
-        if (f) atomic_fetch_and(&s->alloc[w], ~f);
+        if (f) atomic_fetch_and(&s->alloc[w], ~f), any = true;
     }
-    atomic_store(&s->needzero, 1);
+    if (any) atomic_store(&s->needzero, 1);
 }
 
 static bool has_free(struct span *s) {
