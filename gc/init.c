@@ -62,6 +62,7 @@ static void atfork_child(void) {
     tern_collect_atfork_child();
     tern_scavenger_atfork_child();
     tern_thread_atfork_child();
+    tern_roots_atfork_child();
     tern_trace_atfork_child();
     tern_finalize_atfork_child(); /* the finalizer thread restarts lazily */
 }

@@ -358,6 +358,7 @@ void tern_roots_scan(void (*scan)(uintptr_t lo, uintptr_t hi, void *), void *arg
 void tern_roots_init(void);
 void tern_roots_done(void);          /* after the world restarts */
 void tern_roots_collector_thread(void); /* this thread belongs to the collector */
+void tern_roots_atfork_child(void);   /* forget the parent's collector stacks */
 void tern_roots_lock(void);          /* fork */
 void tern_roots_unlock(void);
 

@@ -231,10 +231,45 @@ void tern_roots_set_scan_mappings(int on) {
 
 void tern_roots_set_cycle_hook(void (*fn)(int begin)) { cycle_hook = fn; }
 
-/* The collector's own threads: the hook hears begin = 2 once, and their
- * allocations (thread creation) never come from the collected heap. */
+/* The collector's own threads (collector, markers, scavenger): the hook
+ * hears begin = 2 once, and their allocations (thread creation) never come
+ * from the collected heap.  Their stacks are left out of the mapping scan:
+ * they are anonymous mappings like any other, and the deep frames of a
+ * marker keep the addresses of objects it marked cycles ago, which kept
+ * garbage alive (the drop-in's leak report missed up to 11 of 100 planted
+ * leaks in about 1 run in 15).  These threads never exit; a fork child
+ * starts its own and forgets the parent's (tern_roots_atfork_child). */
+#define OWN_STACKS_MAX 64
+static struct root_range own_stacks[OWN_STACKS_MAX];
+static _Atomic size_t n_own_stacks;
+static pthread_mutex_t own_stacks_lock = PTHREAD_MUTEX_INITIALIZER;
+
 void tern_roots_collector_thread(void) {
-    if (cycle_hook) cycle_hook(2);
+    if (cycle_hook) cycle_hook(2); /* first: pthread_getattr_np allocates */
+    pthread_attr_t a;
+    if (pthread_getattr_np(pthread_self(), &a) != 0) return;
+    void *addr;
+    size_t size;
+    /* Only the part below this frame, where the thread's later, deeper
+     * frames go.  Above it are the thread's start frames, its static TLS
+     * and its control block, whose DTV pointer is the only reference to a
+     * DTV allocated from the heap by the thread that created this one. */
+    uintptr_t below = (uintptr_t)__builtin_frame_address(0);
+    if (pthread_attr_getstack(&a, &addr, &size) == 0 && (uintptr_t)addr < below && below <= (uintptr_t)addr + size) {
+        pthread_mutex_lock(&own_stacks_lock);
+        size_t n = atomic_load(&n_own_stacks);
+        if (n < OWN_STACKS_MAX) {
+            own_stacks[n] = (struct root_range){(uintptr_t)addr, below};
+            atomic_store(&n_own_stacks, n + 1);
+        }
+        pthread_mutex_unlock(&own_stacks_lock);
+    }
+    pthread_attr_destroy(&a);
+}
+
+void tern_roots_atfork_child(void) {
+    atomic_store(&n_own_stacks, 0);
+    pthread_mutex_init(&own_stacks_lock, NULL);
 }
 
 static void roots_cycle_hook(int begin) {
@@ -343,6 +378,7 @@ static void mappings_scan(void (*scan)(uintptr_t lo, uintptr_t hi, void *), void
     /* Tern's own tables hold stale object addresses that would keep
      * garbage alive (os.c records them). */
     n_maps_excl += tern_os_meta_ranges(maps_excl + n_maps_excl, MAPS_EXCL_MAX - n_maps_excl);
+    for (size_t i = 0, n = atomic_load(&n_own_stacks); i < n; i++) excl_add(own_stacks[i].lo, own_stacks[i].hi);
     for (struct thread *t = tern_threads; t; t = t->next) {
         uintptr_t sp = atomic_load(&t->sp);
         if (sp && sp < t->stack_hi) excl_add(sp & ~(uintptr_t)7, t->stack_hi);
