@@ -450,9 +450,54 @@ static void drain_alone(struct marker *m) {
     while (pop(m, &b, &l)) scan_entry(m, b, l);
 }
 
+/* What the checkmark report names for each missed object: a root word or
+ * a reachable object that points into it (found only when a check fails). */
+#define CM_MISSED_MAX 20
+static struct { uintptr_t lo, hi; unsigned found; } cm_missed[CM_MISSED_MAX];
+static size_t cm_n;
+
+static void cm_report_word(uintptr_t at, uintptr_t w, const char *what, uintptr_t parent, size_t psize) {
+    for (size_t j = 0; j < cm_n; j++) {
+        if (w < cm_missed[j].lo || w >= cm_missed[j].hi || cm_missed[j].found >= 3) continue;
+        cm_missed[j].found++;
+        if (parent)
+            tern_log("tern: checkmark:   %p is referenced from offset %zu of object %p (%zu bytes, %s)\n",
+                     (void *)cm_missed[j].lo, (size_t)(at - parent), (void *)parent, psize, what);
+        else
+            tern_log("tern: checkmark:   %p is referenced from root word %p (%s)\n", (void *)cm_missed[j].lo,
+                     (void *)at, what);
+    }
+}
+
+static void cm_scan_root(uintptr_t lo, uintptr_t hi, void *arg) {
+    (void)arg;
+    for (uintptr_t p = ALIGN_UP(lo, sizeof(uintptr_t)); p + sizeof(uintptr_t) <= hi; p += sizeof(uintptr_t))
+        cm_report_word(p, *(volatile uintptr_t *)p, "a stack, register, static or TLS range", 0, 0);
+}
+
+/* Name the roots and the reachable (marked) objects that point into each
+ * missed object, up to three each. */
+static void cm_find_referrers(void) {
+    tern_roots_scan(cm_scan_root, NULL);
+    for (struct chunk *c = tern_heap.chunks; c; c = c->next) {
+        struct span *s;
+        for (size_t p = c->meta_pages; (s = chunk_next_span(c, &p));) {
+            if (atomic_load(&s->state) == SPAN_FREE || s->noscan) continue;
+            size_t size = s->spanclass ? s->elemsize : s->limit;
+            for (size_t i = 0; i < s->nelems; i++) {
+                if (!((atomic_load(&s->mark[i / 64]) >> (i % 64)) & 1)) continue;
+                uintptr_t o = s->base + i * (s->spanclass ? s->elemsize : 0);
+                for (uintptr_t q = o; q + sizeof(uintptr_t) <= o + size; q += sizeof(uintptr_t))
+                    cm_report_word(q, *(uintptr_t *)q, s->spanclass ? "small" : "large", o, size);
+            }
+        }
+    }
+}
+
 /* TERN_DEBUG=checkmark: after the parallel mark, mark again from scratch
  * with one marker, and fail loudly if that reaches an object the parallel
- * mark left unmarked.  The marks are then the union of both. */
+ * mark left unmarked: its address and size, and the roots and reachable
+ * objects that point into it.  The marks are then the union of both. */
 static void checkmark(void) {
     size_t words = 0;
     for (struct chunk *c = tern_heap.chunks; c; c = c->next) {
@@ -480,6 +525,7 @@ static void checkmark(void) {
     markers[0].marked = marked;
     single_marker = was_single;
     size_t missed = 0;
+    cm_n = 0;
     k = 0;
     for (struct chunk *c = tern_heap.chunks; c; c = c->next) {
         struct span *s;
@@ -489,9 +535,13 @@ static void checkmark(void) {
                 uint64_t now = atomic_load(&s->mark[w]), miss = now & ~saved[k];
                 for (; miss; miss &= miss - 1) {
                     size_t i = w * 64 + (size_t)__builtin_ctzll(miss);
-                    if (missed++ < 20)
-                        tern_log("tern: checkmark: object %p (%zu bytes) is reachable but was not marked\n",
-                                 (void *)(s->base + i * s->elemsize), (size_t)(s->spanclass ? s->elemsize : s->limit));
+                    uintptr_t o = s->base + i * s->elemsize;
+                    size_t size = s->spanclass ? s->elemsize : s->limit;
+                    if (missed++ < CM_MISSED_MAX) {
+                        tern_log("tern: checkmark: object %p (%zu bytes) is reachable but was not marked\n", (void *)o, size);
+                        cm_missed[cm_n].lo = o, cm_missed[cm_n].hi = o + size, cm_missed[cm_n].found = 0;
+                        cm_n++;
+                    }
                 }
                 atomic_store(&s->mark[w], now | saved[k]);
             }
@@ -499,6 +549,10 @@ static void checkmark(void) {
     }
     tern_os_unmap_meta(saved, words * 8 + 8);
     if (missed) {
+        cm_find_referrers();
+        for (size_t j = 0; j < cm_n; j++)
+            if (!cm_missed[j].found)
+                tern_log("tern: checkmark:   %p: no root word or marked object points into it now\n", (void *)cm_missed[j].lo);
         tern_log("tern: checkmark: %zu reachable objects missed by the mark; aborting\n", missed);
         abort();
     }
