@@ -456,23 +456,25 @@ static void drain_alone(struct marker *m) {
 static struct { uintptr_t lo, hi; unsigned found; } cm_missed[CM_MISSED_MAX];
 static size_t cm_n;
 
-static void cm_report_word(uintptr_t at, uintptr_t w, const char *what, uintptr_t parent, size_t psize) {
+/* The word w at address at points into a missed object?  parent: the
+ * object holding it (size psize), or 0 for a root word. */
+static void cm_report_word(uintptr_t at, uintptr_t w, uintptr_t parent, size_t psize) {
     for (size_t j = 0; j < cm_n; j++) {
         if (w < cm_missed[j].lo || w >= cm_missed[j].hi || cm_missed[j].found >= 3) continue;
         cm_missed[j].found++;
         if (parent)
-            tern_log("tern: checkmark:   %p is referenced from offset %zu of object %p (%zu bytes, %s)\n",
-                     (void *)cm_missed[j].lo, (size_t)(at - parent), (void *)parent, psize, what);
+            tern_log("tern: checkmark:   %p is referenced from offset %zu of object %p (%zu bytes)\n",
+                     (void *)cm_missed[j].lo, (size_t)(at - parent), (void *)parent, psize);
         else
-            tern_log("tern: checkmark:   %p is referenced from root word %p (%s)\n", (void *)cm_missed[j].lo,
-                     (void *)at, what);
+            tern_log("tern: checkmark:   %p is referenced from root word %p (a stack, register, static or TLS range)\n",
+                     (void *)cm_missed[j].lo, (void *)at);
     }
 }
 
 static void cm_scan_root(uintptr_t lo, uintptr_t hi, void *arg) {
     (void)arg;
     for (uintptr_t p = ALIGN_UP(lo, sizeof(uintptr_t)); p + sizeof(uintptr_t) <= hi; p += sizeof(uintptr_t))
-        cm_report_word(p, *(volatile uintptr_t *)p, "a stack, register, static or TLS range", 0, 0);
+        cm_report_word(p, *(volatile uintptr_t *)p, 0, 0);
 }
 
 /* Name the roots and the reachable (marked) objects that point into each
@@ -484,11 +486,11 @@ static void cm_find_referrers(void) {
         for (size_t p = c->meta_pages; (s = chunk_next_span(c, &p));) {
             if (atomic_load(&s->state) == SPAN_FREE || s->noscan) continue;
             size_t size = s->spanclass ? s->elemsize : s->limit;
-            for (size_t i = 0; i < s->nelems; i++) {
+            for (size_t i = 0; i < s->nelems; i++) { /* a large span: one slot, elemsize 0 */
                 if (!((atomic_load(&s->mark[i / 64]) >> (i % 64)) & 1)) continue;
-                uintptr_t o = s->base + i * (s->spanclass ? s->elemsize : 0);
+                uintptr_t o = s->base + i * s->elemsize;
                 for (uintptr_t q = o; q + sizeof(uintptr_t) <= o + size; q += sizeof(uintptr_t))
-                    cm_report_word(q, *(uintptr_t *)q, s->spanclass ? "small" : "large", o, size);
+                    cm_report_word(q, *(uintptr_t *)q, o, size);
             }
         }
     }
