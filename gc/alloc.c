@@ -16,9 +16,26 @@
 _Atomic int tern_gc_black;
 static __thread struct tcache *tls_tc;
 
-static void mark_black(struct span *s, uintptr_t p) {
+/* An object handed out while marking runs is born marked.  The test of
+ * tern_gc_black and the setting of the bit must not straddle a pause: a
+ * thread stopped in between by the final pause would set the bit after the
+ * cycle ended, and if a sweep had already cleared the span's marks the bit
+ * would survive into the next cycle, which would then take the object for
+ * scanned and never trace what the program stores in it before marking
+ * starts (live objects freed; seen as runs of list nodes lost under the
+ * explicit barrier).  So the thread is unstoppable for these few
+ * instructions: the stop signal finds nostop set, leaves a note and
+ * returns, and the thread takes the stop as soon as the bit is set. */
+static __attribute__((noinline)) void mark_black(struct tcache *tc, struct span *s, uintptr_t p) {
     size_t i = span_slot(s, p - s->base);
-    atomic_fetch_or_explicit(&s->mark[i / 64], 1ull << (i % 64), memory_order_relaxed);
+    atomic_store_explicit(&tc->nostop, 1, memory_order_relaxed);
+    atomic_signal_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&tern_gc_black, memory_order_relaxed))
+        atomic_fetch_or_explicit(&s->mark[i / 64], 1ull << (i % 64), memory_order_relaxed);
+    atomic_signal_fence(memory_order_seq_cst);
+    atomic_store_explicit(&tc->nostop, 0, memory_order_relaxed);
+    atomic_signal_fence(memory_order_seq_cst);
+    if (unlikely(atomic_load_explicit(&tc->stop_deferred, memory_order_relaxed))) tern_thread_stop_deferred();
 }
 
 /* Explicit frees are counted per thread too and published in batches, so
@@ -161,7 +178,7 @@ static inline void *tc_alloc(struct tcache *tc, unsigned sc, bool zero) {
         c->bits = b & (b - 1);
         __asm__ volatile("" : : "r"(p) : "memory");
         if (c->needzero && zero) memset((void *)p, 0, c->size);
-        if (unlikely(atomic_load_explicit(&tern_gc_black, memory_order_relaxed))) mark_black(c->span, p);
+        if (unlikely(atomic_load_explicit(&tern_gc_black, memory_order_relaxed))) mark_black(tc, c->span, p);
         return (void *)p;
     }
     return refill(tc, sc, zero);

@@ -285,6 +285,8 @@ struct tcache {
     int64_t alloc_objs;
     _Atomic uint64_t free_bytes; /* explicit frees not yet published (owner  */
     _Atomic uint64_t frees;      /* writes, tern_get_stats reads)            */
+    _Atomic uint32_t nostop;     /* inside a black allocation: a stop waits  */
+    _Atomic uint32_t stop_deferred; /* ... and one came meanwhile (thread.c) */
 };
 uint64_t tern_tcache_pending_frees(void);             /* sum over threads */
 void tern_tcache_flush(struct tcache *tc);            /* give every span back */
@@ -346,6 +348,7 @@ int tern_stop_world(void);                              /* threads lock held */
 void tern_start_world(void);
 void tern_thread_save_self(struct thread *t);
 void tern_thread_init(void);
+void tern_thread_stop_deferred(void);                  /* a stop waited: take it */
 void tern_thread_atfork_child(void);
 void tern_threads_scan_pending(void (*scan)(uintptr_t lo, uintptr_t hi, void *), void *);
 typedef int (*tern_sigmask_fn)(int, const sigset_t *, sigset_t *);

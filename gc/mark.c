@@ -18,7 +18,9 @@
  *    scanned object can go unseen.
  *
  * 4. Start pause.  The world stops (thread.c); allocation turns black (an
- *    object allocated from now on is born marked); the roots — stacks,
+ *    object allocated from now on is born marked; a thread is never
+ *    stopped between testing that and setting the bit, alloc.c); no mark
+ *    bit is set yet (the checkmark mode checks); the roots — stacks,
  *    registers, static data, TLS, added ranges — are scanned, which only
  *    marks and queues the objects they point to.  The world restarts.
  *
@@ -560,6 +562,31 @@ static void checkmark(void) {
     }
 }
 
+/* TERN_DEBUG=checkmark, start pause: every span was swept, so no mark
+ * bit may be set yet.  A bit set now would make the cycle take its
+ * object for scanned and never trace what the object points to (a
+ * black allocation landing after a sweep was such a bug, alloc.c). */
+static void checkmark_clean_start(void) {
+    size_t stale = 0;
+    for (struct chunk *c = tern_heap.chunks; c; c = c->next) {
+        struct span *s;
+        for (size_t p = c->meta_pages; (s = chunk_next_span(c, &p));) {
+            if (atomic_load(&s->state) == SPAN_FREE) continue;
+            for (unsigned w = 0; w < s->nwords; w++)
+                for (uint64_t m = atomic_load(&s->mark[w]); m; m &= m - 1) {
+                    size_t i = w * 64 + (size_t)__builtin_ctzll(m);
+                    if (stale++ < CM_MISSED_MAX)
+                        tern_log("tern: checkmark: object %p (%zu bytes) is marked before marking began\n",
+                                 (void *)(s->base + i * s->elemsize), s->spanclass ? (size_t)s->elemsize : s->limit);
+                }
+        }
+    }
+    if (stale) {
+        tern_log("tern: checkmark: %zu stale mark bits at the start of a cycle; aborting\n", stale);
+        abort();
+    }
+}
+
 static void reset_markers(void) {
     for (unsigned i = 0; i < MAX_MARKERS; i++) markers[i].marked = markers[i].cpu_ns = 0;
 }
@@ -860,6 +887,7 @@ void tern_mark_start(void) {
     reset_markers();
     atomic_store(&overflowed, 0);
     uint64_t cpu0 = tern_thread_cpu_ns();
+    if (tern_cfg.checkmark) checkmark_clean_start();
     tern_roots_scan(scan_root, &markers[0]);
     if (tern_barrier_kind == TERN_BARRIER_EXPLICIT) { /* values recorded late, after the last cycle */
         shade_take_threads(&markers[0], true);

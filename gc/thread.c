@@ -74,6 +74,12 @@ static void suspend_handler(int sig, siginfo_t *si, void *uctx) {
         errno = saved_errno;
         return;
     }
+    if (atomic_load_explicit(&t->tc->nostop, memory_order_relaxed)) {
+        /* in a black allocation (alloc.c): it stops itself when done */
+        atomic_store_explicit(&t->tc->stop_deferred, 1, memory_order_relaxed);
+        errno = saved_errno;
+        return;
+    }
     uintptr_t sp = (uintptr_t)&t;
 #if defined(__x86_64__)
     ucontext_t *uc = uctx;
@@ -92,6 +98,16 @@ static void suspend_handler(int sig, siginfo_t *si, void *uctx) {
     uint32_t r;
     while ((r = atomic_load(&stw_resume)) != e) futex(&stw_resume, FUTEX_WAIT_PRIVATE, r);
     errno = saved_errno;
+}
+
+/* A stop signal came while the thread could not stop (alloc.c's black
+ * allocation): send it again, now that it can. */
+void tern_thread_stop_deferred(void) {
+    struct thread *t = tls_self;
+    if (!t) return;
+    atomic_store_explicit(&t->tc->stop_deferred, 0, memory_order_relaxed);
+    atomic_signal_fence(memory_order_seq_cst);
+    syscall(SYS_tgkill, getpid(), t->tid, SIG_SUSPEND);
 }
 
 int tern_stop_world(void) {
