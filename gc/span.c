@@ -137,9 +137,16 @@ struct span *tern_central_take(unsigned sc) {
         bool needzero;
         s = tern_span_alloc(tern_classes[sc >> 1].npages, &needzero);
         if (!s) return NULL;
+        /* The generation is read and the span made visible (CACHED) under
+         * the class lock, which every pause takes first: a thread stopped
+         * in between by a final pause would leave a span two generations
+         * behind, and its first sweep, during the next cycle's marking,
+         * would clear the marks of objects allocated black in it. */
+        pthread_mutex_lock(&c->lock);
         tern_span_init_small(s, sc);
         atomic_store(&s->needzero, needzero);
         atomic_store(&s->state, SPAN_CACHED);
+        pthread_mutex_unlock(&c->lock);
         return s;
     }
     atomic_store(&s->state, SPAN_CACHED);

@@ -17,11 +17,10 @@
 
 _Atomic uint32_t tern_sweepgen = 2;
 
-/* A span needs sweeping when its generation is behind by two or more.
- * More than two happens to a span created while cycles ran back to back:
- * its creator read the generation, then was descheduled past two cycle
- * ends before publishing the span.  Such a span held no object during
- * the cycles it missed, so sweeping it with the latest marks is right. */
+/* A span needs sweeping when its generation is behind by two (never
+ * more: a span takes the generation under its class lock, which no pause
+ * can pass, span.c).  A span that took a stale generation would be swept
+ * during the next marking, wiping the marks of objects allocated black. */
 bool tern_sweep_claim(struct span *s) {
     uint32_t sg = atomic_load(&tern_sweepgen);
     uint32_t cur = atomic_load_explicit(&s->sweepgen, memory_order_relaxed);
