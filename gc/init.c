@@ -84,6 +84,7 @@ static void init_locked(const struct tern_options *opts) {
     }
     tern_barrier_init(tern_cfg.barrier);
     tern_sizeclass_init();
+    tern_alloc_init();
     for (unsigned i = 0; i < NSPANCLASS; i++) pthread_mutex_init(&tern_central[i].lock, NULL);
     tern_roots_init();
     tern_pacer_init();

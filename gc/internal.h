@@ -278,6 +278,8 @@ struct tc_class {
     uint64_t loaded;        /* free mask when the word was loaded         */
     uint32_t word;
     uint32_t nshared;       /* objects taken from the shared span         */
+    uintptr_t fl_head;      /* objects this thread freed, for reuse (alloc.c) */
+    uint32_t fl_n;          /* ... how many                               */
 };
 struct tcache {
     struct tc_class c[NSPANCLASS];
@@ -285,6 +287,8 @@ struct tcache {
     int64_t alloc_objs;
     _Atomic uint64_t free_bytes; /* explicit frees not yet published (owner  */
     _Atomic uint64_t frees;      /* writes, tern_get_stats reads)            */
+    uint32_t fl_total;           /* objects on all the free lists            */
+    uint32_t fl_id;              /* tags this thread's listed objects        */
     _Atomic uint32_t nostop;     /* inside a black allocation: a stop waits  */
     _Atomic uint32_t stop_deferred; /* ... and one came meanwhile (thread.c) */
 };
@@ -292,6 +296,8 @@ uint64_t tern_tcache_pending_frees(void);             /* sum over threads */
 void tern_tcache_flush(struct tcache *tc);            /* give every span back */
 void tern_tcache_attach(struct tcache *tc);
 void tern_tcache_publish(struct tcache *tc);           /* world stopped */
+void tern_tcache_mark_free_lists(struct tcache *tc);   /* world stopped */
+void tern_alloc_init(void);
 
 /* Is slot i of small span s allocated?  Outside the word an owning cache
  * is handing out, the alloc bit says; inside it, the cache's own mask

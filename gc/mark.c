@@ -35,7 +35,9 @@
  *    those pages is scanned again, and the queues drained.  Rounds repeat
  *    while they keep finding much, so that little is left for the pause.
  *
- * 7. Final pause.  The world stops again.  The last written pages are
+ * 7. Final pause.  The world stops again.  The objects waiting on the
+ *    threads' free lists are marked, not scanned (alloc.c: the program
+ *    freed them, no sweep may).  The last written pages are
  *    rescanned, the roots are scanned again, and the queues are drained
  *    with every marker (the world is stopped, so all cores mark).  Nothing
  *    is grey any more: marking is complete.  TERN_DEBUG=checkmark now marks
@@ -521,6 +523,11 @@ static void checkmark(void) {
             if (atomic_load(&s->state) != SPAN_FREE)
                 for (unsigned w = 0; w < s->nwords; w++) saved[k++] = atomic_exchange(&s->mark[w], 0);
     }
+    /* Objects on the threads' free lists are freed as far as the program
+     * knows: marked, never scanned, as in the cycle (alloc.c).  The check
+     * would otherwise follow a stale pointer into one and trace what it
+     * held before it was freed. */
+    for (struct thread *t = tern_threads; t; t = t->next) tern_tcache_mark_free_lists(t->tc);
     bool was_single = single_marker;
     single_marker = true;
     uint64_t marked = markers[0].marked;

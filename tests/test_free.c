@@ -231,3 +231,109 @@ Test(free, freed_memory_is_reused_safely)
     for (int i = 0; i < 32; i++)
         cr_assert(filled_ok(keep[i], 128, (uint32_t)i));
 }
+
+/* ---- the thread-local free lists (gc/alloc.c) ------------------------------ */
+
+Test(free, a_freed_small_object_comes_back_to_its_thread)
+{
+    char *p = tern_malloc(48);
+    cr_assert_not_null(p);
+    memset(p, 0xAB, 48);
+    tern_free(p);
+    char *q = tern_malloc(48);
+    cr_assert_eq(q, p, "the next allocation of the class should take the object just freed (%p, got %p)",
+                 (void *)p, (void *)q);
+    cr_assert(all_zero(q, 48), "an object taken back from the free list must be zeroed by tern_malloc");
+    cr_assert_str_empty(take_stderr());
+}
+
+/* Objects that wait on a free list while cycles run must not be freed by a
+ * sweep: they would then be handed out twice, once from the list and once
+ * from the span. */
+Test(free, listed_objects_survive_collections_and_are_handed_out_once)
+{
+    enum { LISTED = 24, MORE = 6000, N = 96 };
+    char *a[LISTED];
+    for (int i = 0; i < LISTED; i++) {
+        a[i] = tern_malloc(N);
+        cr_assert_not_null(a[i]);
+    }
+    for (int i = 0; i < LISTED; i++)
+        tern_free(a[i]);
+    memset(a, 0, sizeof a); /* no stale pointer keeps them */
+    for (int c = 0; c < 3; c++)
+        tern_collect();
+    size_t count = LISTED + MORE;
+    char **objs = tern_malloc(count * sizeof *objs);
+    uintptr_t *addr = malloc(count * sizeof *addr);
+    cr_assert_not_null(objs);
+    cr_assert_not_null(addr);
+    for (size_t i = 0; i < count; i++) {
+        objs[i] = tern_malloc(N);
+        cr_assert_not_null(objs[i]);
+        cr_assert(all_zero(objs[i], N), "object %zu is not zeroed", i);
+        fill(objs[i], N, (uint32_t)i);
+        addr[i] = (uintptr_t)objs[i];
+    }
+    qsort(addr, count, sizeof *addr, cmp_ptr);
+    for (size_t i = 1; i < count; i++)
+        cr_assert_geq(addr[i], addr[i - 1] + N, "handed out twice or overlapping: %#lx and %#lx",
+                      (unsigned long)addr[i - 1], (unsigned long)addr[i]);
+    tern_collect();
+    for (size_t i = 0; i < count; i++)
+        cr_assert(filled_ok(objs[i], N, (uint32_t)i), "object %zu corrupted", i);
+    free(addr);
+    cr_assert_str_empty(take_stderr());
+}
+
+static void *free_elsewhere(void *p)
+{
+    tern_free(p);
+    return NULL;
+}
+
+Test(free, double_free_of_a_listed_object_on_another_thread_is_reported)
+{
+    char *p = tern_malloc(64);
+    cr_assert_not_null(p);
+    tern_free(p); /* on this thread's list */
+    cr_assert_str_empty(take_stderr());
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, free_elsewhere, p), 0);
+    cr_assert_eq(pthread_join(t, NULL), 0);
+    const char *out = take_stderr();
+    cr_assert_eq(count_matching_lines(out, "double free"), 1, "no 'double free' report in:\n%s", out);
+    char *q1 = tern_malloc(64), *q2 = tern_malloc(64);
+    cr_assert_neq(q1, q2, "the object freed twice was handed out twice");
+    cr_assert(q1 == p || q2 == p, "the listed object should come back once");
+}
+
+/* A thread that exits gives its listed objects back for real: a new
+ * thread can then be handed them, and nothing is lost or doubled. */
+static void *alloc_and_free_many(void *arg)
+{
+    (void)arg;
+    for (int round = 0; round < 50; round++) {
+        void *p[64];
+        for (int i = 0; i < 64; i++)
+            p[i] = tern_malloc(32 + (size_t)(i % 8) * 16);
+        for (int i = 0; i < 64; i++)
+            tern_free(p[i]);
+    }
+    return NULL;
+}
+
+Test(free, exiting_threads_give_their_listed_objects_back)
+{
+    struct tern_stats s0 = get_stats();
+    for (int k = 0; k < 8; k++) {
+        pthread_t t;
+        cr_assert_eq(pthread_create(&t, NULL, alloc_and_free_many, NULL), 0);
+        cr_assert_eq(pthread_join(t, NULL), 0);
+    }
+    struct tern_stats s1 = get_stats();
+    cr_assert_eq(s1.explicit_frees - s0.explicit_frees, 8u * 50 * 64, "frees counted: %llu",
+                 (unsigned long long)(s1.explicit_frees - s0.explicit_frees));
+    cr_assert_str_empty(take_stderr());
+    expect_consistent_heap(64, 3000);
+}
