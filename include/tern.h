@@ -126,7 +126,9 @@ void tern_store_slow_(void **slot, void *value); /* internal: shades the value  
             tern_store_slow_(tern_s_, tern_v_);                              \
     } while (0)
 /* After writing pointers into heap memory some other way (memcpy, read(2))
- * under the explicit barrier, tell the collector which bytes changed. */
+ * under the explicit barrier, tell the collector which bytes changed.  A
+ * copy that overwrites its own source (memmove inside one object) calls
+ * it on the source before the copy too (docs/barriers.md). */
 void tern_written(void *p, size_t n);
 const char *tern_barrier_name(int barrier);     /* "uffd", "stw", ...        */
 

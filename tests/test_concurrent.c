@@ -643,8 +643,10 @@ static void *m_worker(void *arg)
             explicit_bzero(tmp, sizeof tmp);
             htab_check_range("memcpy from a local array, just after", t, k2, off2, cnt);
         } else if (op < 80) {
-            /* memmove inside one holder (overlapping) */
+            /* memmove inside one holder (overlapping): the move overwrites
+             * its source, so the explicit barrier hears of it before too */
             size_t off2 = h_pick(t, k, cnt, &rng);
+            tern_written(&dst[off], cnt * sizeof *dst);
             memmove(&dst[off2], &dst[off], cnt * sizeof *dst);
             tern_written(&dst[off2], cnt * sizeof *dst);
             memmove(&t->ids[k][off2], &t->ids[k][off], cnt * sizeof(uint64_t));
