@@ -143,6 +143,8 @@ FIGURES = {
 IDLE_EXTRAS = ("rss_init_kib", "rss_peak_sampled_kib", "rss_end_burst_kib", "rss_idle_1s_kib",
                "rss_idle_3s_kib", "rss_idle_5s_kib", "rss_idle_final_kib")
 FOOTPRINT_BACKENDS = ("tern", "bdwgc", "glibc", "mimalloc", "tern-malloc")
+PROGRAM_BACKENDS = ("glibc", "mimalloc", "tern-malloc")
+PROGRAM_TIME_GOAL, PROGRAM_RSS_GOAL = 1.1, 1.2  # issue #4: the drop-in against glibc
 
 WORKLOADS = [
     Workload("gcbench", "gcbench", {
@@ -206,6 +208,22 @@ WORKLOADS = [
         "full": ["2", "100000", "12000000"]}, "malloc",
         extras=("ops_per_s", "mean_size"),
         desc="Pareto sizes 8..1024 bytes: THREADS LIVE OPS (per thread)"),
+] + [
+    # Real programs, unchanged, on each malloc (issue #4): the programs the
+    # test suite runs under the drop-in, timed here against glibc and
+    # mimalloc.  Every process of the pipeline inherits LD_PRELOAD.
+    Workload("prog-" + name, "programs", {
+        "smoke": [name, str(smoke)], "quick": [name, str(quick)], "full": [name, str(full)]},
+        "malloc", metric="work_ms", extras=("out_bytes",), matrix=False,
+        backends=PROGRAM_BACKENDS, desc=desc)
+    for name, smoke, quick, full, desc in (
+        ("python", 20000, 100000, 200000,
+         "python3: a dict of SCALE entries, a JSON round trip, a sort: python SCALE"),
+        ("sqlite", 20000, 100000, 400000,
+         "sqlite3 in memory: SCALE rows, an index, a group by: sqlite SCALE"),
+        ("sortgz", 50000, 200000, 400000,
+         "awk writes SCALE lines; sort -n, gzip | gunzip, an awk tally: sortgz SCALE"))
+] + [
     Workload("idle", "idle", {
         "smoke": ["64", "16", "300", "100", "{file}"],
         "quick": ["256", "32", "1000", "100", "{file}"],
@@ -990,6 +1008,48 @@ FP_THREAD_GOAL_KIB = 16    # issue #6: an idle thread's cache ≤ 16 KiB residen
 FP_LIVE_GOAL = 1.6         # issue #6: peak RSS ≤ 1.6× live data at TERN_GC=100
 
 
+def programs_section(L, cells, wn, mode, reps):
+    """Real programs on each malloc: time and peak RSS against glibc's."""
+    names = [n for n in wn if n.startswith("prog-")]
+    if not names:
+        return
+    L.append("## Real programs on each malloc\n")
+    L.append("Unchanged programs started by `bench/programs.c` (through /bin/sh, output to a "
+             "file), glibc as is, mimalloc and the Tern drop-in by LD_PRELOAD (every process "
+             "of a pipeline inherits it; `TERN_FREE=honor`, the default). Time: the program's "
+             "wall time from fork to exit; peak RSS: the largest process (wait4); medians over "
+             "%d run(s), × divides by glibc's. Goals (issue #4, tern-malloc): time ≤ %.1f× "
+             "glibc's, peak RSS ≤ %.1f× glibc's. The test suite checks that the output is the "
+             "same under every mode (tests/malloc/test_malloc_programs.c).\n" % (
+                 reps, PROGRAM_TIME_GOAL, PROGRAM_RSS_GOAL))
+    L.append("| program | args | glibc s | mimalloc s (×) | tern-malloc s (×) | glibc MiB "
+             "| mimalloc MiB (×) | tern-malloc MiB (×) |")
+    L.append("|---|---|---:|---:|---:|---:|---:|---:|")
+    for n in names:
+        ref = ok_cell(cells, (n, "glibc"))
+        row = [n[len("prog-"):], " ".join(wn[n].args[mode])]
+        for what, goal in (("metric_s", PROGRAM_TIME_GOAL), ("maxrss_mib", PROGRAM_RSS_GOAL)):
+            for b in PROGRAM_BACKENDS:
+                c = cells.get((n, b))
+                if c is None:
+                    row.append("–")
+                    continue
+                if c["status"] != "ok":
+                    row.append("**FAIL**" if c["status"] == "FAIL" else "n/a")
+                    continue
+                v = c[what]
+                if b == "glibc" or not ref:
+                    row.append(fmt(v) if what == "metric_s" else mib(v * 1024))
+                    continue
+                r = v / ref[what] if ref[what] else None
+                txt = (fmt(v) if what == "metric_s" else mib(v * 1024)) + " (%s" % fmt(r, 2)
+                if b == "tern-malloc" and r is not None:
+                    txt += " " + goal_mark(r <= goal)
+                row.append(txt + ")")
+        L.append("| " + " | ".join(row) + " |")
+    L.append("")
+
+
 def footprint_section(L, cells, backends, wn, mode, reps):
     """The footprint workloads: one object, idle threads, peak over live."""
     names = [n for n in ("footprint-one", "footprint-threads", "footprint-live") if n in wn]
@@ -1125,6 +1185,7 @@ def write_md(path, args, mode, reps, cells, workloads, backends, unavailable, in
                       " ".join(wn["limit"].args[mode]).replace("{file}", "FILE"),
                       wn["limit"].limit.get(mode))
     footprint_section(L, cells, backends, wn, mode, reps)
+    programs_section(L, cells, wn, mode, reps)
     if notes:
         L.append("## Anomalies seen in this run\n")
         for n in notes:
@@ -1152,7 +1213,8 @@ def write_md(path, args, mode, reps, cells, workloads, backends, unavailable, in
             if c.get("barrier"):
                 notes = "barrier=%s " % c["barrier"] + notes
             if w.metric != "wall":
-                notes = "burst %.3fs " % c["metric_s"] + notes
+                notes = "%s %.3fs " % ("burst" if w.metric == "burst_ms" else "timed",
+                                        c["metric_s"]) + notes
             L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
                 w.name, b.name, fmt(c["wall_s"]), fmt(c["cpu_s"]), fmt(c["maxrss_mib"]),
                 "%d" % c["gc_cycles"] if c["gc_cycles"] is not None else "–",
