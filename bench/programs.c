@@ -23,32 +23,32 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+/* Each program's shell command; %ld is the scale. */
+static const struct {
+    const char *name, *fmt;
+} programs[] = {
+    {"python", "python3 -c 'import json\n"
+               "d = {str(i): [i, str(i) * 3, {\"k\": i}] for i in range(%ld)}\n"
+               "s = json.dumps(d)\n"
+               "e = json.loads(s)\n"
+               "print(len(s), sum(v[0] for v in e.values()), len(sorted(e, key=lambda k: -int(k))))'"},
+    {"sqlite", "sqlite3 :memory: 'create table t(a integer, b text); "
+               "with recursive c(x) as (select 1 union all select x + 1 from c where x < %ld) "
+               "insert into t select x, cast(x * 7919 %% 100003 + 1000000 as text) from c; "
+               "create index ti on t(b); "
+               "select count(*), sum(a), max(b) from t; "
+               "select a %% 7, count(*) from t group by 1 order by 1;'"},
+    {"sortgz", "awk 'BEGIN { srand(7); for (i = 0; i < %ld; i++) print int(rand() * 1000000), i }' > in.txt && "
+               "sort -n in.txt | md5sum && gzip -c in.txt | gunzip -c | md5sum && "
+               "awk '{ c[$1 %% 1000]++; w[$2] = $1 } END { n = 0; for (k in c) n += c[k]; print n, length(w) }' "
+               "in.txt"},
+};
+
 static int script(const char *name, long n, char *buf, size_t len)
 {
-    if (strcmp(name, "python") == 0)
-        return snprintf(buf, len,
-                        "python3 -c 'import json\n"
-                        "d = {str(i): [i, str(i) * 3, {\"k\": i}] for i in range(%ld)}\n"
-                        "s = json.dumps(d)\n"
-                        "e = json.loads(s)\n"
-                        "print(len(s), sum(v[0] for v in e.values()), len(sorted(e, key=lambda k: -int(k))))'",
-                        n);
-    if (strcmp(name, "sqlite") == 0)
-        return snprintf(buf, len,
-                        "sqlite3 :memory: 'create table t(a integer, b text); "
-                        "with recursive c(x) as (select 1 union all select x + 1 from c where x < %ld) "
-                        "insert into t select x, cast(x * 7919 %% 100003 + 1000000 as text) from c; "
-                        "create index ti on t(b); "
-                        "select count(*), sum(a), max(b) from t; "
-                        "select a %% 7, count(*) from t group by 1 order by 1;'",
-                        n);
-    if (strcmp(name, "sortgz") == 0)
-        return snprintf(buf, len,
-                        "awk 'BEGIN { srand(7); for (i = 0; i < %ld; i++) print int(rand() * 1000000), i }' > in.txt && "
-                        "sort -n in.txt | md5sum && gzip -c in.txt | gunzip -c | md5sum && "
-                        "awk '{ c[$1 %% 1000]++; w[$2] = $1 } END { n = 0; for (k in c) n += c[k]; print n, length(w) }' "
-                        "in.txt",
-                        n);
+    for (size_t i = 0; i < sizeof programs / sizeof programs[0]; i++)
+        if (strcmp(name, programs[i].name) == 0)
+            return snprintf(buf, len, programs[i].fmt, n);
     return -1;
 }
 
