@@ -527,6 +527,7 @@ void tern_tl_heap(uint64_t at_ns, uint64_t in_use, uint64_t live);          /* "
 void tern_tl_gc_cpu(uint64_t at_ns);                                         /* "C" event */
 void tern_tl_thread_name(const char *name);
 void tern_tl_flush(void);                      /* no collector lock held */
+extern uint64_t tern_roots_last_bytes;               /* the latest root scan, bytes */
 extern uint64_t tern_root_bytes[4];            /* roots scanned: stacks+registers, static+TLS, added, mappings */
 extern _Atomic uint64_t tern_spans_swept;
 

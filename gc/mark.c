@@ -5,7 +5,8 @@
  *
  * 1. Trigger.  The pacer (pacer.c) sees the bytes in use reach the
  *    trigger, a point before the heap goal (live data of the last cycle
- *    times 1 + TERN_GC/100) chosen so that marking ends near the goal; or
+ *    plus TERN_GC% of it and of the roots) chosen so that marking ends
+ *    near the goal; or
  *    the program calls tern_collect().  The collector thread (collect.c)
  *    wakes; the program keeps running.
  *

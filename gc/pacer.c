@@ -1,10 +1,15 @@
 /* pacer.c — when to collect.
  *
- * Like Go's GOGC: a cycle starts when the bytes in use (live data found by
- * the last mark plus everything allocated since) reach
- *     goal = live * (1 + TERN_GC / 100),
- * but never below the initial heap size (4 MiB by default), so small
- * programs do not collect constantly.  TERN_GC=off never starts a cycle on
+ * Like Go's GOGC (since Go 1.18): a cycle starts when the bytes in use
+ * (live data found by the last mark plus everything allocated since) reach
+ *     goal = live + (live + roots) * TERN_GC / 100,
+ * roots being the bytes the last cycle scanned as roots (stacks, static
+ * data, TLS, added ranges and, in the drop-in, the program's own
+ * mappings), but never below the initial heap size (4 MiB by default), so
+ * small programs do not collect constantly.  Roots count because scanning
+ * them is work every cycle does: a program whose roots dwarf its heap (a
+ * Python interpreter under the drop-in keeps 200 MiB of its own arenas)
+ * would otherwise spend its time rescanning them for a small heap.  TERN_GC=off never starts a cycle on
  * its own; tern_collect() still works.  Threads publish what they allocate
  * in batches of 64 KiB, so the fast path never touches a shared counter.
  *
@@ -29,10 +34,12 @@ _Atomic uint64_t tern_trigger;
  * cycles spaced by that much allocation, and if it outgrows the limit, its
  * allocations fail rather than the collector running without end.  The
  * limit applies even with TERN_GC=off. */
+static uint64_t last_roots; /* root bytes of the cycle before (collector only) */
+
 static uint64_t goal_for(uint64_t live) {
     uint64_t g = UINT64_MAX;
     if (tern_cfg.gc_percent >= 0) {
-        g = live + live / 100 * (uint64_t)tern_cfg.gc_percent;
+        g = live + (live + last_roots) / 100 * (uint64_t)tern_cfg.gc_percent;
         if (g < tern_cfg.initial_heap) g = tern_cfg.initial_heap;
     }
     size_t limit = atomic_load_explicit(&tern_memlimit, memory_order_relaxed);
@@ -106,6 +113,7 @@ void tern_pacer_note_free(uint64_t bytes) {
  * the marked data alone, or a program allocating fast during a long mark
  * would see its heap goal inflated by objects already dead. */
 void tern_pacer_cycle_done(uint64_t live, uint64_t black, uint64_t grown) {
+    last_roots = tern_roots_last_bytes;
     uint64_t goal = goal_for(live);
     atomic_store(&tern_in_use, live + black);
     atomic_store(&tern_next_gc, goal);

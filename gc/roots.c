@@ -117,6 +117,7 @@ static void scan_tls(struct thread *t, void (*scan)(uintptr_t, uintptr_t, void *
  * program's own mappings (drop-in).  Only the collector scans roots, one
  * scan at a time, so plain counters do. */
 uint64_t tern_root_bytes[4];
+uint64_t tern_roots_last_bytes; /* bytes the latest scan covered (pacer.c) */
 
 struct root_count {
     void (*scan)(uintptr_t, uintptr_t, void *);
@@ -130,7 +131,7 @@ static void scan_counted(uintptr_t lo, uintptr_t hi, void *arg) {
 }
 
 void tern_roots_scan(void (*scan)(uintptr_t lo, uintptr_t hi, void *), void *arg) {
-    uint64_t *rb = tern_root_bytes;
+    uint64_t *rb = tern_root_bytes, before = rb[0] + rb[1] + rb[2] + rb[3];
     for (size_t i = 0; i < n_statics; i++) scan(statics[i].lo, statics[i].hi, arg), rb[1] += statics[i].hi - statics[i].lo;
     for (size_t i = 0; i < n_user; i++) scan(user_roots[i].lo, user_roots[i].hi, arg), rb[2] += user_roots[i].hi - user_roots[i].lo;
     struct root_count rc = {scan, arg, &rb[0]};
@@ -147,6 +148,7 @@ void tern_roots_scan(void (*scan)(uintptr_t lo, uintptr_t hi, void *), void *arg
     tern_finalize_scan_roots(scan_counted, &rc); /* finalizer data, uncollectable objects */
     rc.ctr = &rb[3];
     mappings_scan(scan_counted, &rc);
+    tern_roots_last_bytes = rb[0] + rb[1] + rb[2] + rb[3] - before;
 }
 
 TERN_API int tern_add_roots(void *lo, void *hi) {

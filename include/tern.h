@@ -45,7 +45,7 @@ enum tern_barrier {
 
 /* Options for tern_init.  Zero means "default" (or the TERN_* variable). */
 struct tern_options {
-    int gc_percent;       /* heap growth over live data before a cycle; <0 = off */
+    int gc_percent;       /* heap growth, % of live data + roots, before a cycle; <0 = off */
     int markers;          /* marker threads (default: see TERN_MARKERS)            */
     int trace;            /* 0, 1 or 2 (see TERN_TRACE)                           */
     size_t initial_heap;  /* bytes before the first collection (default 4 MiB)    */
