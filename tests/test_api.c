@@ -269,3 +269,33 @@ Test(api, malloc_zero_is_consistent)
     tern_free(a);
     tern_free(b);
 }
+
+/* The heap goal counts the roots a cycle scans (pacer.c, as Go's GOGC
+ * since 1.18): with 64 MiB of added roots the goal grows by TERN_GC% of
+ * them, so a program with large roots is not collected over and over for
+ * a small heap. */
+Test(api, heap_goal_counts_the_roots)
+{
+    struct tern_stats a = get_stats();
+    uint64_t pct = a.gc_percent;
+    if (!pct)
+        cr_skip_test("TERN_GC=off: there is no heap goal");
+    size_t n = 64 * MiB;
+    char *roots = calloc(1, n); /* glibc memory: scanned only as an added range */
+    cr_assert_not_null(roots);
+    tern_collect();
+    struct tern_stats b = get_stats();
+    cr_assert_eq(tern_add_roots(roots, roots + n), TERN_OK);
+    tern_collect();
+    struct tern_stats c = get_stats();
+    cr_assert_geq(c.next_gc_bytes, c.live_bytes + (uint64_t)n / 100 * pct,
+                  "goal %llu MiB with live %llu MiB and 64 MiB of roots at TERN_GC=%llu",
+                  (unsigned long long)(c.next_gc_bytes / MiB), (unsigned long long)(c.live_bytes / MiB),
+                  (unsigned long long)pct);
+    cr_assert_lt(b.next_gc_bytes, c.next_gc_bytes, "the goal did not grow with the roots");
+    cr_assert_eq(tern_remove_roots(roots, roots + n), TERN_OK);
+    tern_collect();
+    struct tern_stats d = get_stats();
+    cr_assert_lt(d.next_gc_bytes, c.next_gc_bytes, "the goal did not shrink when the roots went");
+    free(roots);
+}
