@@ -107,7 +107,7 @@ static inline enum fl_result fl_put(struct tcache *tc, unsigned sc, uintptr_t w,
         if (!tc || (o[1] ^ free_key) != tc->fl_id) return FL_DOUBLE;
         if (fl_listed(&tc->c[sc], w)) return FL_DOUBLE;
     }
-    if (!tc) return FL_NOT_TAKEN;
+    if (!tc || !tc->fl_id) return FL_NOT_TAKEN; /* no id, no tag: never list */
     struct tc_class *c = &tc->c[sc];
     if (!fl_room(tc, c, size)) return FL_NOT_TAKEN;
     o[1] = free_key ^ tc->fl_id;
