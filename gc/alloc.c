@@ -146,7 +146,9 @@ static inline void *fl_take(struct tcache *tc, struct tc_class *c, unsigned sc, 
  * the checkmark, which may reach a listed object through a stale
  * pointer, would find the next one unmarked. */
 void tern_tcache_mark_free_lists(struct tcache *tc) {
-    if (!tc->fl_total) return;
+    /* Every head is read, whatever fl_total says: a thread stopped between
+     * listing an object and counting it has a list its count misses, and
+     * a sweep would free that object while it is listed. */
     for (unsigned sc = 2; sc < 2 * tern_nclasses; sc++)
         for (uintptr_t x = tc->c[sc].fl_head; x; x = ((uintptr_t *)x)[0]) {
             struct span *s = span_of(x);
@@ -533,25 +535,36 @@ static enum free_result free_small(struct span *s, uintptr_t off) {
             return FREE_DONE;
         }
     }
+    /* The object stays in a register until its freed bit is set: a thread
+     * stopped in between, holding it nowhere, would let a cycle find it
+     * unreachable and sweep it; the bit set after would then outlive the
+     * slot's next owner, and a later sweep free that one. */
+    uintptr_t obj = s->base + off;
+    __asm__ volatile("" : "+r"(obj));
     counted_free(s); /* the last touch of s: see counted_free */
-    if (atomic_fetch_or(&s->freed[i / 64], bit) & bit) return FREE_DOUBLE;
+    bool twice = atomic_fetch_or(&s->freed[i / 64], bit) & bit;
+    __asm__ volatile("" : : "r"(obj) : "memory");
+    if (twice) return FREE_DOUBLE;
     note_free(size);
     return FREE_DONE;
 }
 
 /* A thread's lists go back the shared way (it exits). */
 static void fl_drain(struct tcache *tc) {
-    if (!tc->fl_total) return;
-    for (unsigned sc = 2; sc < 2 * tern_nclasses; sc++) {
+    for (unsigned sc = 2; sc < 2 * tern_nclasses; sc++) { /* every head: see tern_tcache_mark_free_lists */
         struct tc_class *c = &tc->c[sc];
         while (c->fl_head) {
             uintptr_t x = c->fl_head;
+            /* x is in a register from before it leaves the list until its
+             * freed bit is set (see free_small) */
+            __asm__ volatile("" : "+r"(x));
             fl_set_head(&c->fl_head, ((uintptr_t *)x)[0]);
             ((uintptr_t *)x)[0] = ((uintptr_t *)x)[1] = 0;
             struct span *s = span_of(x);
             size_t i = span_slot(s, x - s->base);
             counted_free(s);
             atomic_fetch_or(&s->freed[i / 64], 1ull << (i % 64));
+            __asm__ volatile("" : : "r"(x) : "memory");
         }
         c->fl_n = 0;
     }
