@@ -27,12 +27,15 @@ static __thread struct tcache *tls_tc;
  * explicit barrier).  So the thread is unstoppable for these few
  * instructions: the stop signal finds nostop set, leaves a note and
  * returns, and the thread takes the stop as soon as the bit is set. */
-static __attribute__((noinline)) void mark_black(struct tcache *tc, struct span *s, uintptr_t p) {
+static inline void mark_slot(struct span *s, uintptr_t p) {
     size_t i = span_slot(s, p - s->base);
+    atomic_fetch_or_explicit(&s->mark[i / 64], 1ull << (i % 64), memory_order_relaxed);
+}
+
+static __attribute__((noinline)) void mark_black(struct tcache *tc, struct span *s, uintptr_t p) {
     atomic_store_explicit(&tc->nostop, 1, memory_order_relaxed);
     atomic_signal_fence(memory_order_seq_cst);
-    if (atomic_load_explicit(&tern_gc_black, memory_order_relaxed))
-        atomic_fetch_or_explicit(&s->mark[i / 64], 1ull << (i % 64), memory_order_relaxed);
+    if (atomic_load_explicit(&tern_gc_black, memory_order_relaxed)) mark_slot(s, p);
     atomic_signal_fence(memory_order_seq_cst);
     atomic_store_explicit(&tc->nostop, 0, memory_order_relaxed);
     atomic_signal_fence(memory_order_seq_cst);
@@ -50,7 +53,7 @@ static __attribute__((noinline)) void mark_black(struct tcache *tc, struct span 
  * words, and every allocation went to colder memory.
  *
  * For the collector a listed object is still allocated.  Each final pause
- * marks the listed objects without scanning them (tern_tcache_publish), so
+ * marks the listed objects without scanning them (tern_mark_free_lists), so
  * no sweep frees them and nothing they point to is kept; one taken back
  * while marking runs is born black like any other.  The list runs through
  * word 0 of each object, and word 1 holds free_key XOR the thread's id, so
@@ -107,7 +110,7 @@ static inline enum fl_result fl_put(struct tcache *tc, unsigned sc, uintptr_t w,
         if (!tc || (o[1] ^ free_key) != tc->fl_id) return FL_DOUBLE;
         if (fl_listed(&tc->c[sc], w)) return FL_DOUBLE;
     }
-    if (!tc || !tc->fl_id) return FL_NOT_TAKEN; /* no id, no tag: never list */
+    if (!tc) return FL_NOT_TAKEN; /* tls_tc is set only once fl_id is (tcache_slow) */
     struct tc_class *c = &tc->c[sc];
     if (!fl_room(tc, c, size)) return FL_NOT_TAKEN;
     o[1] = free_key ^ tc->fl_id;
@@ -140,22 +143,20 @@ static inline void *fl_take(struct tcache *tc, struct tc_class *c, unsigned sc, 
     return (void *)p;
 }
 
-/* World stopped, before the last marking of a cycle: mark every object
- * on tc's lists, so that no sweep frees it.  Before, not after: under
- * the explicit barrier the list's links are stores no barrier saw, and
- * the checkmark, which may reach a listed object through a stale
- * pointer, would find the next one unmarked. */
-void tern_tcache_mark_free_lists(struct tcache *tc) {
-    /* Every head is read, whatever fl_total says: a thread stopped between
-     * listing an object and counting it has a list its count misses, and
-     * a sweep would free that object while it is listed. */
-    for (unsigned sc = 2; sc < 2 * tern_nclasses; sc++)
-        for (uintptr_t x = tc->c[sc].fl_head; x; x = ((uintptr_t *)x)[0]) {
-            struct span *s = span_of(x);
-            if (!s) continue;
-            size_t i = span_slot(s, x - s->base);
-            atomic_fetch_or_explicit(&s->mark[i / 64], 1ull << (i % 64), memory_order_relaxed);
-        }
+/* World stopped, before the last marking of a cycle (and by the
+ * checkmark): mark every object on every thread's lists, so that no sweep
+ * frees it.  Before, not after: under the explicit barrier the list's
+ * links are stores no barrier saw, and the checkmark, which may reach a
+ * listed object through a stale pointer, would find the next one
+ * unmarked.  Every head is read, whatever fl_total says: a thread stopped
+ * between listing an object and counting it has a list its count misses. */
+void tern_mark_free_lists(void) {
+    for (struct thread *t = tern_threads; t; t = t->next)
+        for (unsigned sc = 2; sc < 2 * tern_nclasses; sc++)
+            for (uintptr_t x = t->tc->c[sc].fl_head; x; x = ((uintptr_t *)x)[0]) {
+                struct span *s = span_of(x);
+                if (s) mark_slot(s, x);
+            }
 }
 
 /* Explicit frees are counted per thread too and published in batches, so
@@ -439,12 +440,10 @@ static struct span *object_at(const void *p, size_t *idx) {
     return s;
 }
 
-static size_t obj_size(const struct span *s) { return s->spanclass ? s->elemsize : s->limit; }
-
 TERN_API size_t tern_size(const void *p) {
     size_t i;
     struct span *s = object_at(p, &i);
-    return s ? obj_size(s) : 0;
+    return s ? span_obj_size(s) : 0;
 }
 
 TERN_API void *tern_base(const void *p) {
@@ -516,6 +515,21 @@ static void free_large(struct span *s) {
 
 enum free_result { FREE_DONE, FREE_INTERIOR, FREE_DOUBLE };
 
+/* Free slot i of small span s, whose object is at obj, the shared way:
+ * count it, then set its freed bit.  True when the bit was set already.
+ * obj stays in a register until the bit is set: a thread stopped in
+ * between, holding it nowhere, would let a cycle find the object
+ * unreachable and sweep it; the bit set after would then outlive the
+ * slot's next owner, and a later sweep free that one. */
+static bool free_shared(struct span *s, size_t i, uintptr_t obj) {
+    __asm__ volatile("" : "+r"(obj));
+    counted_free(s); /* the last touch of s: see counted_free */
+    uint64_t bit = 1ull << (i % 64);
+    bool twice = atomic_fetch_or(&s->freed[i / 64], bit) & bit;
+    __asm__ volatile("" : : "r"(obj) : "memory");
+    return twice;
+}
+
 /* Free the object at offset off of small span s (in use), if off is the
  * start of an allocated slot. */
 static enum free_result free_small(struct span *s, uintptr_t off) {
@@ -524,27 +538,10 @@ static enum free_result free_small(struct span *s, uintptr_t off) {
     /* Allocated first, then claim the freed bit: the other order lets a
      * concurrent sweep or merge consume the bit and free the slot between
      * the two steps, and a valid free would be reported as a double one. */
-    uint64_t bit = 1ull << (i % 64);
     if (!slot_allocated(s, i)) return FREE_DOUBLE;
     uint32_t size = s->elemsize;
-    if (!s->typed) {
-        enum fl_result r = fl_put(tls_tc, s->spanclass, s->base + off, size);
-        if (r == FL_DOUBLE) return FREE_DOUBLE;
-        if (r == FL_LISTED) {
-            note_free(size);
-            return FREE_DONE;
-        }
-    }
-    /* The object stays in a register until its freed bit is set: a thread
-     * stopped in between, holding it nowhere, would let a cycle find it
-     * unreachable and sweep it; the bit set after would then outlive the
-     * slot's next owner, and a later sweep free that one. */
-    uintptr_t obj = s->base + off;
-    __asm__ volatile("" : "+r"(obj));
-    counted_free(s); /* the last touch of s: see counted_free */
-    bool twice = atomic_fetch_or(&s->freed[i / 64], bit) & bit;
-    __asm__ volatile("" : : "r"(obj) : "memory");
-    if (twice) return FREE_DOUBLE;
+    enum fl_result r = s->typed ? FL_NOT_TAKEN : fl_put(tls_tc, s->spanclass, s->base + off, size);
+    if (r == FL_DOUBLE || (r == FL_NOT_TAKEN && free_shared(s, i, s->base + off))) return FREE_DOUBLE;
     note_free(size);
     return FREE_DONE;
 }
@@ -555,16 +552,11 @@ static void fl_drain(struct tcache *tc) {
         struct tc_class *c = &tc->c[sc];
         while (c->fl_head) {
             uintptr_t x = c->fl_head;
-            /* x is in a register from before it leaves the list until its
-             * freed bit is set (see free_small) */
-            __asm__ volatile("" : "+r"(x));
+            __asm__ volatile("" : "+r"(x)); /* in a register before it leaves the list */
             fl_set_head(&c->fl_head, ((uintptr_t *)x)[0]);
             ((uintptr_t *)x)[0] = ((uintptr_t *)x)[1] = 0;
             struct span *s = span_of(x);
-            size_t i = span_slot(s, x - s->base);
-            counted_free(s);
-            atomic_fetch_or(&s->freed[i / 64], 1ull << (i % 64));
-            __asm__ volatile("" : : "r"(x) : "memory");
+            free_shared(s, span_slot(s, x - s->base), x);
         }
         c->fl_n = 0;
     }
@@ -632,7 +624,7 @@ TERN_API void *tern_realloc(void *p, size_t n) {
         errno = EINVAL;
         return NULL;
     }
-    size_t old = obj_size(s);
+    size_t old = span_obj_size(s);
     if (n <= old && (n > old / 2 || old <= 16)) return p;
     void *q = tern_alloc_internal(n, s->noscan, true);
     if (!q) return NULL;

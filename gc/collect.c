@@ -73,7 +73,7 @@ static __attribute__((noinline)) void stw_cycle(struct thread *self, const char 
     atomic_store(&tern_stats_g.cycle_start_alloc, atomic_load(&tern_stats_g.allocated_bytes));
     tern_stop_world();
     if (self) tern_thread_save_self(self);
-    for (struct thread *t = tern_threads; t; t = t->next) tern_tcache_mark_free_lists(t->tc);
+    tern_mark_free_lists();
     uint64_t mark_cpu0 = atomic_load(&tern_stats_g.mark_cpu_ns);
     uint64_t helper_cpu = tern_mark_roots_and_drain((unsigned)tern_cfg.markers);
 
@@ -209,7 +209,7 @@ static void concurrent_cycle(const char *why) {
     tern_stop_world();
     uint64_t stop2 = tern_now_ns() - t1;
     uint64_t helper_cpu;
-    for (struct thread *t = tern_threads; t; t = t->next) tern_tcache_mark_free_lists(t->tc);
+    tern_mark_free_lists();
     size_t final_pages = tern_mark_finish(nall, &helper_cpu);
     uint64_t fin2 = tern_now_ns() - t1;
 

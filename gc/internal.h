@@ -235,6 +235,9 @@ static inline struct span *chunk_next_span(struct chunk *c, size_t *p) {
     return NULL;
 }
 
+/* Bytes of an object of span s: the slot size, or the whole large span. */
+static inline size_t span_obj_size(const struct span *s) { return s->spanclass ? s->elemsize : s->limit; }
+
 /* Slot index of offset off in span s (off < s->limit). */
 static inline size_t span_slot(const struct span *s, uintptr_t off) {
     return (size_t)(((unsigned __int128)off * s->divmagic) >> 48);
@@ -296,7 +299,7 @@ uint64_t tern_tcache_pending_frees(void);             /* sum over threads */
 void tern_tcache_flush(struct tcache *tc);            /* give every span back */
 void tern_tcache_attach(struct tcache *tc);
 void tern_tcache_publish(struct tcache *tc);           /* world stopped */
-void tern_tcache_mark_free_lists(struct tcache *tc);   /* world stopped */
+void tern_mark_free_lists(void);                      /* world stopped: every thread's */
 void tern_alloc_init(void);
 
 /* Is slot i of small span s allocated?  Outside the word an owning cache

@@ -191,7 +191,7 @@ static inline __attribute__((always_inline)) void mark_word(struct marker *m, ui
     if (s->spanclass && !slot_allocated(s, i)) return;
     if (single_marker) atomic_store_explicit(mw, atomic_load_explicit(mw, memory_order_relaxed) | bit, memory_order_relaxed);
     else if (atomic_fetch_or_explicit(mw, bit, memory_order_relaxed) & bit) return;
-    uintptr_t size = s->spanclass ? s->elemsize : s->limit;
+    uintptr_t size = span_obj_size(s);
     m->marked += size;
     if (!s->noscan) push(m, s, (s->base + i * s->elemsize) | s->typed, size); /* tag: typed.c */
 }
@@ -441,7 +441,7 @@ static void rescan_overflowed(struct marker *m) {
             if (!atomic_exchange(&s->rescan, 0)) continue;
             for (size_t i = 0; i < s->nelems; i++)
                 if (bit_test(s->mark, i)) {
-                    uintptr_t size = s->spanclass ? s->elemsize : s->limit;
+                    uintptr_t size = span_obj_size(s);
                     while (m->st.n == m->st.cap && pop(m, &b, &l)) scan_entry(m, b, l);
                     push(m, s, (s->base + i * s->elemsize) | s->typed, size);
                 }
@@ -490,7 +490,7 @@ static void cm_find_referrers(void) {
         struct span *s;
         for (size_t p = c->meta_pages; (s = chunk_next_span(c, &p));) {
             if (atomic_load(&s->state) == SPAN_FREE || s->noscan) continue;
-            size_t size = s->spanclass ? s->elemsize : s->limit;
+            size_t size = span_obj_size(s);
             for (size_t i = 0; i < s->nelems; i++) { /* a large span: one slot, elemsize 0 */
                 if (!((atomic_load(&s->mark[i / 64]) >> (i % 64)) & 1)) continue;
                 uintptr_t o = s->base + i * s->elemsize;
@@ -528,7 +528,7 @@ static void checkmark(void) {
      * knows: marked, never scanned, as in the cycle (alloc.c).  The check
      * would otherwise follow a stale pointer into one and trace what it
      * held before it was freed. */
-    for (struct thread *t = tern_threads; t; t = t->next) tern_tcache_mark_free_lists(t->tc);
+    tern_mark_free_lists();
     bool was_single = single_marker;
     single_marker = true;
     uint64_t marked = markers[0].marked;
@@ -548,7 +548,7 @@ static void checkmark(void) {
                 for (; miss; miss &= miss - 1) {
                     size_t i = w * 64 + (size_t)__builtin_ctzll(miss);
                     uintptr_t o = s->base + i * s->elemsize;
-                    size_t size = s->spanclass ? s->elemsize : s->limit;
+                    size_t size = span_obj_size(s);
                     if (missed++ < CM_MISSED_MAX) {
                         tern_log("tern: checkmark: object %p (%zu bytes) is reachable but was not marked\n", (void *)o, size);
                         cm_missed[cm_n].lo = o, cm_missed[cm_n].hi = o + size, cm_missed[cm_n].found = 0;
@@ -585,7 +585,7 @@ static void checkmark_clean_start(void) {
                     size_t i = w * 64 + (size_t)__builtin_ctzll(m);
                     if (stale++ < CM_MISSED_MAX)
                         tern_log("tern: checkmark: object %p (%zu bytes) is marked before marking began\n",
-                                 (void *)(s->base + i * s->elemsize), s->spanclass ? (size_t)s->elemsize : s->limit);
+                                 (void *)(s->base + i * s->elemsize), span_obj_size(s));
                 }
         }
     }
@@ -665,7 +665,7 @@ void tern_mark_contents(uintptr_t p) {
     uintptr_t off = p - s->base;
     if (off >= s->limit) return;
     size_t i = span_slot(s, off);
-    push(&markers[0], s, (s->base + i * s->elemsize) | s->typed, s->spanclass ? s->elemsize : s->limit);
+    push(&markers[0], s, (s->base + i * s->elemsize) | s->typed, span_obj_size(s));
 }
 
 void tern_mark_drain_pause(void) { drain_all(pause_n); }

@@ -9,8 +9,8 @@
  * small programs do not collect constantly.  Roots count because scanning
  * them is work every cycle does: a program whose roots dwarf its heap (a
  * Python interpreter under the drop-in keeps 200 MiB of its own arenas)
- * would otherwise spend its time rescanning them for a small heap.  TERN_GC=off never starts a cycle on
- * its own; tern_collect() still works.  Threads publish what they allocate
+ * would otherwise spend its time rescanning them for a small heap.
+ * TERN_GC=off never starts a cycle on its own; tern_collect() still works.  Threads publish what they allocate
  * in batches of 64 KiB, so the fast path never touches a shared counter.
  *
  * A concurrent cycle must start before the goal, so that the program's
