@@ -424,6 +424,14 @@ void tern_barrier_arm(void) {
  * the caller holds the heap lock (a stopped thread must not hold it).
  * Returns the number of 4 KiB pages reported. */
 size_t tern_barrier_collect(tern_dirty_fn fn, void *arg, bool final) {
+    return tern_barrier_collect_part(fn, arg, final, 0, 1);
+}
+
+/* The same, for part `part` of `nparts` threads collecting at once in the
+ * final pause (the world is stopped: nothing else changes the chunk list
+ * or the protections).  With uffd each part scans a slice of the heap's
+ * address range; the other kinds collect everything in part 0. */
+size_t tern_barrier_collect_part(tern_dirty_fn fn, void *arg, bool final, unsigned part, unsigned nparts) {
     size_t found = 0;
     if (!final && !tern_barrier_can_preclean()) return 0;
     /* No heap lock while the program runs: fn rescans, which takes long,
@@ -431,14 +439,21 @@ size_t tern_barrier_collect(tern_dirty_fn fn, void *arg, bool final) {
      * ever added at the head of the list, and a chunk added now is
      * protected when it is mapped (armed is set). */
     if (tern_barrier_kind == TERN_BARRIER_UFFD) {
-        long n = uffd_scan(atomic_load(&tern_heap.lo), atomic_load(&tern_heap.hi), fn, arg);
-        if (n < 0) { /* the kernel refused: everything counts as written */
+        uintptr_t lo = atomic_load(&tern_heap.lo), hi = atomic_load(&tern_heap.hi);
+        size_t pages = (hi - lo) / OS_PAGE;
+        uintptr_t a = lo + pages * part / nparts * OS_PAGE, b = lo + pages * (part + 1) / nparts * OS_PAGE;
+        long n = uffd_scan(a, b, fn, arg);
+        if (n < 0 && nparts > 1) { /* the kernel refused: the whole slice counts as written */
+            fn(a, b, arg);
+            found += (b - a) / OS_PAGE;
+        } else if (n < 0) { /* ... and every later collect too */
             for (struct chunk *c = __atomic_load_n(&tern_heap.chunks, __ATOMIC_ACQUIRE); c; c = c->next)
                 c->untracked = 1;
         } else {
             found = (size_t)n;
         }
     }
+    if (part) return found;
     for (struct chunk *c = __atomic_load_n(&tern_heap.chunks, __ATOMIC_ACQUIRE); c; c = c->next) {
         if (c->untracked) {
             fn(c->start, chunk_end(c), arg);

@@ -382,6 +382,7 @@ void tern_barrier_init(int want);
 void tern_barrier_chunk_added(struct chunk *c); /* heap lock held */
 void tern_barrier_arm(void);
 size_t tern_barrier_collect(tern_dirty_fn fn, void *arg, bool final);
+size_t tern_barrier_collect_part(tern_dirty_fn fn, void *arg, bool final, unsigned part, unsigned nparts);
 bool tern_barrier_can_preclean(void);
 void tern_barrier_disarm(void);
 static inline bool tern_concurrent(void) { return tern_barrier_kind != TERN_BARRIER_STW; }
@@ -402,6 +403,7 @@ void tern_mark_shade_range(uintptr_t lo, uintptr_t hi); /* explicit barrier */
 void tern_mark_thread_exit(struct thread *t);          /* hand over its shades */
 extern _Atomic uint64_t tern_assist_ns;
 extern _Atomic unsigned tern_assist_factor;
+extern _Atomic int tern_assist_hard; /* collect.c: pre-cleaning is not converging */
 void tern_markers_atfork_child(void);
 extern _Atomic uint64_t tern_marked_bytes;
 static inline bool bit_test(_Atomic uint64_t *bm, size_t i) {
