@@ -552,7 +552,7 @@ static void *do_realloc(void *p, size_t n, void *site) {
 
 /* ---- C and POSIX ------------------------------------------------------------ */
 
-SHIM_API void *malloc(size_t n) { return do_alloc(n, true, SITE()); }
+SHIM_API void *malloc(size_t n) { return do_alloc(n, false, SITE()); }
 SHIM_API void free(void *p) { do_free(p, SITE()); }
 SHIM_API void cfree(void *p) { do_free(p, SITE()); }
 
@@ -629,7 +629,7 @@ SHIM_API void *pvalloc(size_t n) {
 SHIM_API size_t malloc_usable_size(void *p) { return usable(p); }
 
 /* glibc's own names (used by some programs and by glibc's hooks). */
-SHIM_API void *__libc_malloc(size_t n) { return do_alloc(n, true, SITE()); }
+SHIM_API void *__libc_malloc(size_t n) { return do_alloc(n, false, SITE()); }
 SHIM_API void __libc_free(void *p) { do_free(p, SITE()); }
 SHIM_API void *__libc_calloc(size_t count, size_t size) {
     size_t n;
@@ -651,7 +651,7 @@ extern new_handler_fn _ZSt15get_new_handlerv(void) __attribute__((weak));
 
 static void *new_impl(size_t n, size_t align, bool nothrow, void *site) {
     for (;;) {
-        void *p = align > GRANULE ? do_alloc_aligned(align, n, site) : do_alloc(n, true, site);
+        void *p = align > GRANULE ? do_alloc_aligned(align, n, site) : do_alloc(n, false, site);
         if (p || nothrow) return p;
         new_handler_fn h = _ZSt15get_new_handlerv ? _ZSt15get_new_handlerv() : NULL;
         if (!h) {
