@@ -1373,6 +1373,86 @@ static void scenario_fork(void)
            atomic_load(&f_rounds));
 }
 
+/* ==== scenario 7: random writes across a large pointer table ============ */
+
+/* Two threads store fresh nodes at random slots of a 1 MiB table (a large
+ * object over 256 pages), move old nodes from slot to slot and clear
+ * slots, as fast as they can, reading random slots back, while cycles run
+ * back to back.  Its pages are written again in every
+ * pre-cleaning round: the shadow copies, their comparisons shared out
+ * between markers and assists, assists that wait for work while the
+ * rounds do not converge, and the final pause's markers listing written
+ * pages in slices of the heap all run here. */
+#define T_SLOTS   (128 * 1024)
+#define T_THREADS 2
+
+static struct node **t_table; /* static: the only reference to the table */
+static atomic_long t_ops;
+
+static void *t_worker(void *arg)
+{
+    uint64_t r = 0x9E3779B97F4A7C15ull * ((uintptr_t)arg + 1);
+    while (!time_up()) {
+        for (int k = 0; k < 256; k++) {
+            struct node *n = node_new((uint32_t)(rng_next(&r) % 48));
+            TERN_STORE(&t_table[rng_next(&r) % T_SLOTS], n);
+            /* move an old node: after the clear, only the new slot (on a
+             * page the marker may have scanned already) holds it */
+            size_t from = rng_next(&r) % T_SLOTS;
+            struct node *m = ld(&t_table[from]);
+            if (m) {
+                TERN_STORE(&t_table[rng_next(&r) % T_SLOTS], m);
+                TERN_STORE(&t_table[from], NULL);
+            }
+            TERN_STORE(&t_table[rng_next(&r) % T_SLOTS], NULL);
+            m = ld(&t_table[rng_next(&r) % T_SLOTS]);
+            if (m)
+                check_node("table slot read while threads write", m);
+        }
+        atomic_fetch_add(&t_ops, 256);
+    }
+    return NULL;
+}
+
+static size_t t_check(const char *ctx)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < T_SLOTS; i++) {
+        struct node *m = ld(&t_table[i]);
+        if (m) {
+            check_node(ctx, m);
+            n++;
+        }
+    }
+    return n;
+}
+
+static void scenario_table(void)
+{
+    struct node **t = tern_malloc(T_SLOTS * sizeof *t);
+    CHECK(t != NULL, "tern_malloc of the table failed");
+    t_table = t;
+    t = NULL;
+    uint64_t r = 42;
+    for (size_t i = 0; i < T_SLOTS; i += 4)
+        TERN_STORE(&t_table[i], node_new((uint32_t)(rng_next(&r) % 48)));
+    struct tern_stats st0 = get_stats();
+    pthread_t th[T_THREADS];
+    collector_start();
+    start_threads(th, T_THREADS, t_worker);
+    join_threads(th, T_THREADS);
+    collector_stop();
+    size_t n1 = t_check("table after the threads stopped");
+    tern_collect();
+    size_t n2 = t_check("table after a collection");
+    struct tern_stats st1 = get_stats();
+    CHECK(n1 == n2 && n2 > 0, "table held %zu nodes, then %zu after a collection", n1, n2);
+    CHECK(st1.cycles > st0.cycles + 2, "only %llu cycles ran", (unsigned long long)(st1.cycles - st0.cycles));
+    CHECK(st1.freed_bytes > st0.freed_bytes, "the replaced nodes were never reclaimed");
+    printf("table: %zu nodes, %ld stores, %llu cycles, %.1f MiB reclaimed; ", n2, atomic_load(&t_ops),
+           (unsigned long long)(st1.cycles - st0.cycles), (double)(st1.freed_bytes - st0.freed_bytes) / MiB);
+}
+
 /* ==== running a scenario =============================================== */
 
 struct scenario {
@@ -1383,6 +1463,7 @@ struct scenario {
 static const struct scenario scenarios[] = {
     { "graph", scenario_graph },     { "memcpy", scenario_memcpy }, { "read", scenario_read },
     { "realloc", scenario_realloc }, { "threads", scenario_threads }, { "fork", scenario_fork },
+    { "table", scenario_table },
 };
 
 static const char *const kind_names[] = {
@@ -1559,3 +1640,5 @@ KINDS_PARAMS(threads)
 /* 6. fork while threads allocate and cycles mark; the children allocate,
  *    collect and check, with a thread of their own. */
 KINDS_PARAMS(fork)
+/* 7. Random stores of fresh nodes across a 1 MiB pointer table. */
+KINDS_PARAMS(table)
