@@ -495,6 +495,24 @@ static void counted_free(struct span *s) {
  * its pages had gone to a new object, whose pages were then handed out
  * again and whose page map entries were cleared (live objects "dead";
  * found by tests/test_concurrent, realloc scenario). */
+/* An explicitly freed big object gives its pages back to the OS at once,
+ * as glibc unmaps a chunk above its mmap threshold, and with glibc's
+ * dynamic threshold: a freed size above it raises it to that size, so a
+ * program that keeps freeing and allocating one size does not return and
+ * fault its pages again each time, while a buffer grown by doubling (a
+ * sorter, a string builder) returns each smaller copy.  Freed smaller,
+ * the pages stay for reuse until the scavenger returns them. */
+#define RETURN_THRESHOLD_MIN (128u << 10)
+#define RETURN_THRESHOLD_MAX (32u << 20)
+static _Atomic size_t return_threshold = RETURN_THRESHOLD_MIN;
+
+static bool return_at_once(size_t bytes) {
+    size_t t = atomic_load_explicit(&return_threshold, memory_order_relaxed);
+    if (bytes <= t) return false;
+    if (bytes <= RETURN_THRESHOLD_MAX) atomic_store_explicit(&return_threshold, bytes, memory_order_relaxed);
+    return true;
+}
+
 static void free_large(struct span *s) {
     pthread_mutex_lock(&tern_central[0].lock);
     if (atomic_load(&s->state) != SPAN_LARGE || (atomic_fetch_or(&s->freed[0], 1) & 1)) {
@@ -507,7 +525,8 @@ static void free_large(struct span *s) {
     if (atomic_load(&s->sweepgen) == sg || tern_sweep_claim(s)) {
         atomic_store(&s->sweepgen, sg);
         atomic_store(&s->mark[0], 0);
-        tern_span_release(s);
+        if (return_at_once(bytes)) tern_span_release_now(s);
+        else tern_span_release(s);
     }
     pthread_mutex_unlock(&tern_central[0].lock);
     note_free(bytes);

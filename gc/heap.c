@@ -179,7 +179,19 @@ out:
     return s;
 }
 
-void tern_span_release(struct span *s) {
+static void span_release(struct span *s, bool returned);
+void tern_span_release(struct span *s) { span_release(s, false); }
+
+/* The same, and its pages go back to the OS at once (an explicitly freed
+ * big object, alloc.c).  The pages are still the span's while they are
+ * returned, so no allocator can get them meanwhile, and the heap lock is
+ * not held across the system call. */
+void tern_span_release_now(struct span *s) {
+    if (!s->chunk->huge) tern_os_decommit((void *)s->base, (size_t)s->npages * PAGE_SIZE);
+    span_release(s, true);
+}
+
+static void span_release(struct span *s, bool returned) {
     struct chunk *c = s->chunk;
     pthread_mutex_lock(&tern_heap.lock);
     atomic_store(&s->state, SPAN_FREE);
@@ -194,8 +206,10 @@ void tern_span_release(struct span *s) {
         for (size_t i = f; i < f + s->npages; i++) {
             __atomic_store_n(&c->pagemap[i], 0, __ATOMIC_RELEASE);
             c->free_pages[i / 64] |= 1ull << (i % 64);
+            if (returned) c->dirty_pages[i / 64] &= ~(1ull << (i % 64));
         }
-        atomic_fetch_add(&tern_heap.dirty_free, (size_t)s->npages * PAGE_SIZE);
+        if (returned) atomic_fetch_add(&tern_heap.released, (size_t)s->npages * PAGE_SIZE);
+        else atomic_fetch_add(&tern_heap.dirty_free, (size_t)s->npages * PAGE_SIZE);
     }
     pthread_mutex_unlock(&tern_heap.lock);
 }

@@ -184,6 +184,7 @@ extern struct heap tern_heap;
 extern struct chunk **_Atomic tern_chunkmap_l1[];
 struct span *tern_span_alloc(size_t npages, bool *needzero); /* heap lock held inside */
 void tern_span_release(struct span *s);       /* give pages back      */
+void tern_span_release_now(struct span *s);   /* ... to the OS at once */
 /* Bytes of the heap that may be resident: spans, free pages not yet
  * returned, chunk headers.  The memory limit applies to this. */
 static inline size_t tern_heap_committed(void) {

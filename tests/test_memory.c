@@ -335,3 +335,30 @@ Test(memory, comes_back_after_explicit_frees_when_the_program_idles)
     cr_assert_gt(peak, start + 96 * 1024, "the heap did not grow: %s", l);
     cr_assert_lt(idle, start + 24 * 1024, "RSS (KiB) did not come back within 10 s: %s", l);
 }
+
+/* A big object freed explicitly goes back to the OS at once, above a
+ * threshold that rises to each size so returned (glibc's dynamic mmap
+ * threshold): a buffer grown by doubling returns every smaller copy, and
+ * one size freed and allocated again and again keeps its pages. */
+Test(memory, big_explicit_frees_come_back_at_once)
+{
+    size_t n = 1536 * 1024; /* a large object inside a normal chunk */
+    char *p = tern_malloc_atomic(n);
+    cr_assert_not_null(p);
+    memset(p, 1, n);
+    struct tern_stats a = stats();
+    size_t rss0 = rss_now();
+    tern_free(p);
+    struct tern_stats b = stats();
+    cr_assert_geq(b.scavenged_bytes - a.scavenged_bytes, n, "freed %zu bytes, %llu returned", n,
+                  (unsigned long long)(b.scavenged_bytes - a.scavenged_bytes));
+    cr_assert_lt(rss_now() + n / 2, rss0, "RSS did not fall: %zu -> %zu KiB", rss0 >> 10, rss_now() >> 10);
+    /* the same size again: now at the threshold, so it stays for reuse */
+    p = tern_malloc_atomic(n);
+    cr_assert_not_null(p);
+    memset(p, 2, n);
+    struct tern_stats c = stats();
+    tern_free(p);
+    struct tern_stats d = stats();
+    cr_assert_eq(d.scavenged_bytes, c.scavenged_bytes, "a freed size at the threshold was returned");
+}
