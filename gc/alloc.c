@@ -488,13 +488,6 @@ static void counted_free(struct span *s) {
     if (n >= s->nelems / 8 + 1) tern_central_note_free(s);
 }
 
-/* Everything under the class-0 lock, which every sweep of a large span
- * holds: setting the freed bit and releasing the pages must be one step.
- * Before, a sweep could slip in between them, see the freed bit and
- * release the span, and this free then released it a second time — after
- * its pages had gone to a new object, whose pages were then handed out
- * again and whose page map entries were cleared (live objects "dead";
- * found by tests/test_concurrent, realloc scenario). */
 /* An explicitly freed big object gives its pages back to the OS at once,
  * as glibc unmaps a chunk above its mmap threshold, and with glibc's
  * dynamic threshold: a freed size above it raises it to that size, so a
@@ -513,6 +506,13 @@ static bool return_at_once(size_t bytes) {
     return true;
 }
 
+/* Everything under the class-0 lock, which every sweep of a large span
+ * holds: setting the freed bit and releasing the pages must be one step.
+ * Before, a sweep could slip in between them, see the freed bit and
+ * release the span, and this free then released it a second time — after
+ * its pages had gone to a new object, whose pages were then handed out
+ * again and whose page map entries were cleared (live objects "dead";
+ * found by tests/test_concurrent, realloc scenario). */
 static void free_large(struct span *s) {
     pthread_mutex_lock(&tern_central[0].lock);
     if (atomic_load(&s->state) != SPAN_LARGE || (atomic_fetch_or(&s->freed[0], 1) & 1)) {
