@@ -567,7 +567,7 @@ static enum free_result free_small(struct span *s, uintptr_t off) {
 
 /* A thread's lists go back the shared way (it exits). */
 static void fl_drain(struct tcache *tc) {
-    for (unsigned sc = 2; sc < 2 * tern_nclasses; sc++) { /* every head: see tern_tcache_mark_free_lists */
+    for (unsigned sc = 2; sc < 2 * tern_nclasses; sc++) { /* every head: see tern_mark_free_lists */
         struct tc_class *c = &tc->c[sc];
         while (c->fl_head) {
             uintptr_t x = c->fl_head;

@@ -234,7 +234,6 @@ static __attribute__((noinline)) void scan_typed(struct marker *m, uintptr_t lo,
 #define ENTRY_SHADOW 2u
 #define SHADOW_PAGE 4096u /* a shadowed page (shadows: below) */
 static void rescan_page(struct marker *m, uintptr_t page, uintptr_t copy);
-static bool shadow_inline; /* compare written pages at once (rescan_large) */
 
 static inline void scan_entry(struct marker *m, uintptr_t b, uintptr_t l) {
     if (likely(!(b & (ENTRY_TYPED | ENTRY_SHADOW)))) scan_range(m, b, b + l);
@@ -958,7 +957,6 @@ static void shadows_freeze(void);
 /* World running: one pre-cleaning round.  Returns the pages found written. */
 size_t tern_mark_preclean(unsigned want) {
     uint64_t cpu0 = tern_thread_cpu_ns();
-    shadow_inline = tern_barrier_kind == TERN_BARRIER_MPROTECT;
     size_t pages = tern_barrier_kind == TERN_BARRIER_EXPLICIT ? shade_take_full(&markers[0]) / 512
                                                               : tern_barrier_collect(dirty_range, &markers[0], false);
     markers[0].cpu_ns += tern_thread_cpu_ns() - cpu0;
@@ -1011,6 +1009,22 @@ size_t tern_mark_finish(unsigned want, uint64_t *helper_cpu) {
     return atomic_load(&final_pages);
 }
 
+/* Pool lock held.  Pre-cleaning is not converging and the collector has
+ * nothing to hand out yet (it is listing written pages): wait up to one
+ * step for work, as Go parks an assist that has no credit, so the program
+ * does not write faster than the collector cleans.  An assist waits at
+ * most ASSIST_PARK_NS per call in all.  Returns the ns waited. */
+static uint64_t assist_park(void) {
+    atomic_store_explicit(&assist_hungry, 1, memory_order_relaxed);
+    uint64_t w0 = tern_now_ns();
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += ASSIST_PARK_STEP_NS;
+    if (ts.tv_nsec >= 1000000000) ts.tv_sec++, ts.tv_nsec -= 1000000000;
+    pthread_cond_timedwait(&pool.work, &pool.lock, &ts);
+    return tern_now_ns() - w0;
+}
+
 /* A mutator allocated `bytes` while marking runs and it must help: scan
  * tern_assist_factor times as much, taking work from the shared pool. */
 void tern_mark_assist(uint64_t bytes) {
@@ -1034,19 +1048,7 @@ void tern_mark_assist(uint64_t bytes) {
             struct packet *p = pool.full;
             if (!p && parked < ASSIST_PARK_NS && atomic_load_explicit(&tern_assist_hard, memory_order_relaxed) &&
                 atomic_load_explicit(&assists_open, memory_order_relaxed)) {
-                /* Pre-cleaning is not converging and the collector has
-                 * nothing to hand out yet (it is listing written pages):
-                 * wait for work, as Go parks an assist that has no
-                 * credit, so the program does not write faster than the
-                 * collector cleans.  Bounded: ASSIST_PARK_NS per call. */
-                atomic_store_explicit(&assist_hungry, 1, memory_order_relaxed);
-                uint64_t w0 = tern_now_ns();
-                struct timespec ts;
-                clock_gettime(CLOCK_REALTIME, &ts);
-                ts.tv_nsec += ASSIST_PARK_STEP_NS;
-                if (ts.tv_nsec >= 1000000000) ts.tv_sec++, ts.tv_nsec -= 1000000000;
-                pthread_cond_timedwait(&pool.work, &pool.lock, &ts);
-                parked += tern_now_ns() - w0;
+                parked += assist_park();
                 pthread_mutex_unlock(&pool.lock);
                 continue;
             }
@@ -1135,7 +1137,7 @@ static uintptr_t *shadow_find(uintptr_t page, bool *fresh) {
     return copy;
 }
 
-static void shadows_freeze(void) { shadow.frozen = true; shadow_inline = false; }
+static void shadows_freeze(void) { shadow.frozen = true; }
 
 /* After the final pause (unmapping takes the meta-mapping lock, which a
  * stopped thread may hold). */
@@ -1151,7 +1153,7 @@ static void shadows_drop(void) {
  * with a shadow becomes one ENTRY_SHADOW entry: whichever marker or assist
  * pops it makes the copy or compares with it, so the comparisons of one
  * round (or of the final pause) are shared out like any other marking work.
- * Except in the pre-cleaning rounds of mprotect (shadow_inline), which
+ * Except in the pre-cleaning rounds of mprotect (not yet frozen), which
  * protects each range again just before reporting it: comparing at once
  * leaves the program less time to fault on the page again before it is
  * read (deferred, the pause workload's final pause grew from about 300 to
@@ -1166,7 +1168,7 @@ static void rescan_large(struct marker *m, struct span *s, uintptr_t a, uintptr_
         uintptr_t page = a & ~(uintptr_t)(SHADOW_PAGE - 1), end = page + SHADOW_PAGE;
         bool fresh = false;
         uintptr_t *copy = a == page && end <= b ? shadow_find(page, &fresh) : NULL;
-        if (copy && shadow_inline) {
+        if (copy && tern_barrier_kind == TERN_BARRIER_MPROTECT && !shadow.frozen) {
             rescan_page(m, page, (uintptr_t)copy | fresh);
         } else if (copy) {
             push(m, s, page | ENTRY_SHADOW, (uintptr_t)copy | fresh);
