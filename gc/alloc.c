@@ -246,12 +246,10 @@ static __attribute__((noinline)) void *refill(struct tcache *tc, unsigned sc, bo
     struct span *s = c->span;
     if (!s && c->nshared < SHARED_OBJS && tern_classes[sc >> 1].size <= SHARED_MAX_SIZE) {
         /* a thread's first objects of a small class: the shared span */
-        bool nz;
-        void *p = tern_central_shared_alloc(sc, &nz);
+        void *p = tern_central_shared_alloc(sc, zero);
         if (p) {
             c->nshared++;
             uint32_t size = tern_classes[sc >> 1].size;
-            if (nz && zero) memset(p, 0, size);
             tc->alloc_bytes += size;
             tc->alloc_objs++;
             return p;

@@ -270,7 +270,7 @@ void tern_span_init_large(struct span *s, bool noscan);
  * slot, use a span of your own.  *needzero: the slot may hold old data. */
 #define SHARED_OBJS 16
 #define SHARED_MAX_SIZE 1024 /* larger objects fill pages of their own anyway */
-void *tern_central_shared_alloc(unsigned spanclass, bool *needzero);
+void *tern_central_shared_alloc(unsigned spanclass, bool zero); /* cleared if zero */
 
 /* ---- thread caches and allocation (alloc.c) ---------------------------- */
 struct tc_class {

@@ -8,6 +8,8 @@
  * the chunks. */
 #include "internal.h"
 
+#include <string.h>
+
 struct central tern_central[NSPANCLASS];
 
 void tern_list_push(struct span **head, struct span *s) {
@@ -257,8 +259,17 @@ size_t tern_central_trim(void) {
  * slot is taken, so a slot is never younger than marks it has not seen.
  * The span is in state CACHED with no owner: on no list, like a cached
  * span, but with every allocated slot published; a full one goes to the
- * full list and another takes its place. */
-void *tern_central_shared_alloc(unsigned sc, bool *needzero) {
+ * full list and another takes its place.
+ *
+ * The slot is cleared (zero) before it is marked, as every other path
+ * does: marked first and cleared by the caller after the lock, a slot
+ * could be black in a final pause that stopped its thread in between,
+ * holding the words of the dead object that had it before.  The cycle
+ * rightly never traces those, but the checkmark, tracing everything
+ * reachable afresh, followed them from the thread's registers into
+ * objects freed since, and aborted (tests/test_threads, threads that
+ * come and go: about 1 run in 100 with three runs at once). */
+void *tern_central_shared_alloc(unsigned sc, bool zero) {
     struct central *c = &tern_central[sc];
     for (int attempt = 0; attempt < 2; attempt++) {
         pthread_mutex_lock(&c->lock);
@@ -271,11 +282,11 @@ void *tern_central_shared_alloc(unsigned sc, bool *needzero) {
                 if (!free) continue;
                 unsigned b = (unsigned)__builtin_ctzll(free);
                 uintptr_t p = s->base + ((uintptr_t)w * 64 + b) * s->elemsize;
+                if (zero && atomic_load(&s->needzero)) memset((void *)p, 0, s->elemsize);
                 __asm__ volatile("" : "+r"(p)); /* in a register before it is allocated */
                 atomic_fetch_or(&s->alloc[w], 1ull << b);
                 if (atomic_load_explicit(&tern_gc_black, memory_order_relaxed))
                     atomic_fetch_or(&s->mark[w], 1ull << b);
-                *needzero = atomic_load(&s->needzero);
                 pthread_mutex_unlock(&c->lock);
                 return (void *)p;
             }
