@@ -217,6 +217,7 @@ static struct thread *register_current(int external, uintptr_t hint_hi, struct s
     if (tern_threads) tern_threads->prev = t;
     tern_threads = t;
     tern_nthreads++;
+    tern_alloc_threads_changed(tern_nthreads);
     if (done) { /* the start record's argument is on this thread's stack now */
         if (done->prev) done->prev->next = done->next;
         else pending = done->next;
@@ -236,6 +237,7 @@ static void unregister(struct thread *t) {
     else tern_threads = t->next;
     if (t->next) t->next->prev = t->prev;
     tern_nthreads--;
+    tern_alloc_threads_changed(tern_nthreads);
     tls_self = NULL;
     record_put(t);
     pthread_mutex_unlock(&tern_threads_lock);
@@ -385,6 +387,7 @@ void tern_thread_atfork_child(void) {
         tern_threads = self;
         tern_nthreads = 1;
     }
+    tern_alloc_threads_changed(tern_nthreads);
     pending = NULL;
     atomic_store(&stw_resume, atomic_load(&stw_epoch));
 }
