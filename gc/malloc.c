@@ -474,7 +474,8 @@ static void *resolve(void *p, const char **why) {
     return NULL;
 }
 
-static void do_free(void *p, void *site) {
+/* moved: realloc has copied p into a bigger block (tern_free_moved). */
+static void free_at(void *p, void *site, bool moved) {
     if (!p) return;
     if (unlikely(is_boot(p))) {
         boot_free(p);
@@ -508,9 +509,12 @@ static void do_free(void *p, void *site) {
     }
     int saved = in_tern;
     in_tern = 1;
-    tern_free(base);
+    if (moved) tern_free_moved(base);
+    else tern_free(base);
     in_tern = saved;
 }
+
+static void do_free(void *p, void *site) { free_at(p, site, false); }
 
 static size_t usable(void *p) {
     if (!p) return 0;
@@ -546,7 +550,7 @@ static void *do_realloc(void *p, size_t n, void *site) {
     void *q = do_alloc(n, false, site);
     if (!q) return NULL;
     memcpy(q, p, n < old ? n : old);
-    do_free(p, site); /* in TERN_FREE=ignore mode this only forgets p's leak record */
+    free_at(p, site, n > old); /* in TERN_FREE=ignore mode this only forgets p's leak record */
     return q;
 }
 

@@ -362,3 +362,38 @@ Test(memory, big_explicit_frees_come_back_at_once)
     struct tern_stats d = stats();
     cr_assert_eq(d.scavenged_bytes, c.scavenged_bytes, "a freed size at the threshold was returned");
 }
+
+/* realloc that grows a big object copies it, and the old copy's pages go
+ * back at once even below the return threshold: glibc would have grown it
+ * in place, so keeping them would only add the old copy to the peak. */
+Test(memory, realloc_returns_the_old_copy_at_once)
+{
+    size_t big = 2048 * 1024, n = 1024 * 1024;
+    char *p = tern_malloc_atomic(big); /* raise the threshold to 2 MiB */
+    cr_assert_not_null(p);
+    memset(p, 1, big);
+    tern_free(p);
+    /* control: a plain free of 1 MiB, now below the threshold, is kept */
+    p = tern_malloc_atomic(n);
+    cr_assert_not_null(p);
+    memset(p, 2, n);
+    struct tern_stats a = stats();
+    tern_free(p);
+    struct tern_stats b = stats();
+    cr_assert_eq(b.scavenged_bytes, a.scavenged_bytes, "a free below the threshold was returned");
+    /* the same size grown by realloc: the old copy is returned */
+    p = tern_malloc_atomic(n);
+    cr_assert_not_null(p);
+    for (size_t i = 0; i < n; i++) p[i] = (char)(i * 7);
+    struct tern_stats c = stats();
+    char *q = tern_realloc(p, n + n / 2);
+    cr_assert_not_null(q);
+    struct tern_stats d = stats();
+    cr_assert_geq(d.scavenged_bytes - c.scavenged_bytes, n, "old copy of %zu bytes: %llu returned", n,
+                  (unsigned long long)(d.scavenged_bytes - c.scavenged_bytes));
+    for (size_t i = 0; i < n; i++)
+        cr_assert_eq(q[i], (char)(i * 7), "byte %zu lost in the copy", i);
+    /* shrinking keeps the object where it is */
+    cr_assert_eq(tern_realloc(q, n + n / 4), q);
+    tern_free(q);
+}
