@@ -340,27 +340,33 @@ Test(memory, comes_back_after_explicit_frees_when_the_program_idles)
  * threshold that rises to each size so returned (glibc's dynamic mmap
  * threshold): a buffer grown by doubling returns every smaller copy, and
  * one size freed and allocated again and again keeps its pages. */
+/* A large pointer-free object of n bytes, every byte set to v. */
+static char *filled(size_t n, int v)
+{
+    char *p = tern_malloc_atomic(n);
+    cr_assert_not_null(p);
+    memset(p, v, n);
+    return p;
+}
+
+/* Free p; returns the bytes that went back to the OS meanwhile. */
+static uint64_t free_returned(void *p)
+{
+    struct tern_stats a = stats();
+    tern_free(p);
+    return stats().scavenged_bytes - a.scavenged_bytes;
+}
+
 Test(memory, big_explicit_frees_come_back_at_once)
 {
     size_t n = 1536 * 1024; /* a large object inside a normal chunk */
-    char *p = tern_malloc_atomic(n);
-    cr_assert_not_null(p);
-    memset(p, 1, n);
-    struct tern_stats a = stats();
+    char *p = filled(n, 1);
     size_t rss0 = rss_now();
-    tern_free(p);
-    struct tern_stats b = stats();
-    cr_assert_geq(b.scavenged_bytes - a.scavenged_bytes, n, "freed %zu bytes, %llu returned", n,
-                  (unsigned long long)(b.scavenged_bytes - a.scavenged_bytes));
+    uint64_t back = free_returned(p);
+    cr_assert_geq(back, n, "freed %zu bytes, %llu returned", n, (unsigned long long)back);
     cr_assert_lt(rss_now() + n / 2, rss0, "RSS did not fall: %zu -> %zu KiB", rss0 >> 10, rss_now() >> 10);
     /* the same size again: now at the threshold, so it stays for reuse */
-    p = tern_malloc_atomic(n);
-    cr_assert_not_null(p);
-    memset(p, 2, n);
-    struct tern_stats c = stats();
-    tern_free(p);
-    struct tern_stats d = stats();
-    cr_assert_eq(d.scavenged_bytes, c.scavenged_bytes, "a freed size at the threshold was returned");
+    cr_assert_eq(free_returned(filled(n, 2)), 0, "a freed size at the threshold was returned");
 }
 
 /* realloc that grows a big object copies it, and the old copy's pages go
@@ -369,21 +375,11 @@ Test(memory, big_explicit_frees_come_back_at_once)
 Test(memory, realloc_returns_the_old_copy_at_once)
 {
     size_t big = 2048 * 1024, n = 1024 * 1024;
-    char *p = tern_malloc_atomic(big); /* raise the threshold to 2 MiB */
-    cr_assert_not_null(p);
-    memset(p, 1, big);
-    tern_free(p);
+    free_returned(filled(big, 1)); /* raises the threshold to 2 MiB */
     /* control: a plain free of 1 MiB, now below the threshold, is kept */
-    p = tern_malloc_atomic(n);
-    cr_assert_not_null(p);
-    memset(p, 2, n);
-    struct tern_stats a = stats();
-    tern_free(p);
-    struct tern_stats b = stats();
-    cr_assert_eq(b.scavenged_bytes, a.scavenged_bytes, "a free below the threshold was returned");
+    cr_assert_eq(free_returned(filled(n, 2)), 0, "a free below the threshold was returned");
     /* the same size grown by realloc: the old copy is returned */
-    p = tern_malloc_atomic(n);
-    cr_assert_not_null(p);
+    char *p = filled(n, 0);
     for (size_t i = 0; i < n; i++) p[i] = (char)(i * 7);
     struct tern_stats c = stats();
     char *q = tern_realloc(p, n + n / 2);
