@@ -308,7 +308,7 @@ uint64_t tern_tcache_pending_frees(void);             /* sum over threads */
 void tern_tcache_flush(struct tcache *tc);            /* give every span back */
 void tern_tcache_attach(struct tcache *tc);
 void tern_alloc_threads_changed(unsigned nthreads); /* free-list share per thread */
-void tern_free_moved(void *p); /* tern_free of what realloc copied into a bigger object */
+void tern_free_moved(void *p, size_t n); /* tern_free of what realloc copied into n bytes */
 void tern_tcache_publish(struct tcache *tc);           /* world stopped */
 void tern_mark_free_lists(void);                      /* world stopped: every thread's */
 void tern_alloc_init(void);

@@ -474,8 +474,9 @@ static void *resolve(void *p, const char **why) {
     return NULL;
 }
 
-/* moved: realloc has copied p into a bigger block (tern_free_moved). */
-static void free_at(void *p, void *site, bool moved) {
+/* grown_to: realloc has copied p into a block of that many bytes
+ * (tern_free_moved); 0 for a plain free. */
+static void free_at(void *p, void *site, size_t grown_to) {
     if (!p) return;
     if (unlikely(is_boot(p))) {
         boot_free(p);
@@ -509,12 +510,11 @@ static void free_at(void *p, void *site, bool moved) {
     }
     int saved = in_tern;
     in_tern = 1;
-    if (moved) tern_free_moved(base);
-    else tern_free(base);
+    tern_free_moved(base, grown_to);
     in_tern = saved;
 }
 
-static void do_free(void *p, void *site) { free_at(p, site, false); }
+static void do_free(void *p, void *site) { free_at(p, site, 0); }
 
 static size_t usable(void *p) {
     if (!p) return 0;
@@ -550,7 +550,7 @@ static void *do_realloc(void *p, size_t n, void *site) {
     void *q = do_alloc(n, false, site);
     if (!q) return NULL;
     memcpy(q, p, n < old ? n : old);
-    free_at(p, site, n > old); /* in TERN_FREE=ignore mode this only forgets p's leak record */
+    free_at(p, site, n); /* in TERN_FREE=ignore mode this only forgets p's leak record */
     return q;
 }
 

@@ -369,9 +369,10 @@ Test(memory, big_explicit_frees_come_back_at_once)
     cr_assert_eq(free_returned(filled(n, 2)), 0, "a freed size at the threshold was returned");
 }
 
-/* realloc that grows a big object copies it, and the old copy's pages go
- * back at once even below the return threshold: glibc would have grown it
- * in place, so keeping them would only add the old copy to the peak. */
+/* realloc that grows a big object by half or more copies it, and the old
+ * copy's pages go back at once even below the return threshold: glibc
+ * would have grown it in place, so keeping them would only add the old
+ * copy to the peak.  Grown by less, the old copy stays for reuse. */
 Test(memory, realloc_returns_the_old_copy_at_once)
 {
     size_t big = 2048 * 1024, n = 1024 * 1024;
@@ -391,5 +392,12 @@ Test(memory, realloc_returns_the_old_copy_at_once)
         cr_assert_eq(q[i], (char)(i * 7), "byte %zu lost in the copy", i);
     /* shrinking keeps the object where it is */
     cr_assert_eq(tern_realloc(q, n + n / 4), q);
-    tern_free(q);
+    /* grown by an eighth: the old copy is kept */
+    c = stats();
+    char *r = tern_realloc(q, n + n / 2 + n / 8);
+    cr_assert_not_null(r);
+    d = stats();
+    cr_assert_eq(d.scavenged_bytes, c.scavenged_bytes, "old copy of a growth by an eighth was returned");
+    cr_assert_eq(r[n - 1], (char)((n - 1) * 7));
+    tern_free(r);
 }
