@@ -75,12 +75,24 @@ static __attribute__((noinline)) void mark_black(struct tcache *tc, struct span 
  * (178 -> 188 us, explicit barrier).  Typed objects are never listed: their
  * span's layout says where their pointers are, and a listed object could
  * come back as an untyped one.  A thread's lists are freed for real when
- * it exits (tern_tcache_flush). */
+ * it exits (tern_tcache_flush).
+ *
+ * A thread that frees FL_RUN_MAX small objects in a row, allocating
+ * nothing (taking a listed object or loading a word of slots ends a run;
+ * the fast path itself does not count), is tearing something down, not
+ * recycling: its lists go back
+ * the shared way at once, and the rest of the run is not listed.  A
+ * thread that then sleeps would otherwise pin the spans of up to 1024
+ * listed objects: after the idle workload's burst (a 64 MiB ring freed,
+ * then 2 s asleep: `idle 1024 64 2000 100`) the drop-in kept 13.5 MiB
+ * resident, against 9.4 MiB with lists of 256, and 6.6 MiB with this
+ * rule. */
 #define FL_CLASS_MAX 64
 #define FL_CLASS_BYTES (32u << 10)
 #define FL_THREAD_MIN 256
 #define FL_THREAD_MAX 1024
 #define FL_TOTAL_MAX 8192
+#define FL_RUN_MAX 4096
 #define FL_ID_MAX ((1u << 20) - 1)
 
 static uintptr_t free_key;
@@ -128,6 +140,8 @@ static __attribute__((noinline)) bool fl_listed(const struct tc_class *c, uintpt
     return false;
 }
 
+static void fl_drain(struct tcache *tc);
+
 /* A free of w, a small, allocated, untyped object of span class sc. */
 enum fl_result { FL_LISTED, FL_NOT_TAKEN, FL_DOUBLE };
 static inline enum fl_result fl_put(struct tcache *tc, unsigned sc, uintptr_t w, uint32_t size) {
@@ -137,6 +151,10 @@ static inline enum fl_result fl_put(struct tcache *tc, unsigned sc, uintptr_t w,
         if (fl_listed(&tc->c[sc], w)) return FL_DOUBLE;
     }
     if (!tc) return FL_NOT_TAKEN; /* tls_tc is set only once fl_id is (tcache_slow) */
+    if (unlikely(++tc->free_run > FL_RUN_MAX)) {
+        if (tc->free_run == FL_RUN_MAX + 1 && tc->fl_total) fl_drain(tc);
+        return FL_NOT_TAKEN;
+    }
     struct tc_class *c = &tc->c[sc];
     if (!fl_room(tc, c, size)) return FL_NOT_TAKEN;
     o[1] = free_key ^ tc->fl_id;
@@ -154,6 +172,7 @@ static inline void *fl_take(struct tcache *tc, struct tc_class *c, unsigned sc, 
     uint32_t size = tern_classes[sc >> 1].size;
     tc->alloc_bytes += size;
     tc->alloc_objs++;
+    tc->free_run = 0;
     if (unlikely(tc->alloc_bytes >= 64 * 1024)) publish_counts(tc, true); /* may run a cycle */
     uintptr_t p = c->fl_head;
     /* As in tc_alloc: p is in a register before it leaves the list, where
@@ -232,6 +251,7 @@ static void load_word(struct tcache *tc, struct tc_class *c, struct span *s, uns
     unsigned n = (unsigned)__builtin_popcountll(free);
     tc->alloc_bytes += (int64_t)n * c->size;
     tc->alloc_objs += n;
+    tc->free_run = 0; /* allocating: here once a word, not on every slot */
 }
 
 /* Next word of c's span with free slots; false when the span is used up. */
@@ -275,6 +295,7 @@ static __attribute__((noinline)) void *refill(struct tcache *tc, unsigned sc, bo
         void *p = tern_central_shared_alloc(sc, zero);
         if (p) {
             c->nshared++;
+            tc->free_run = 0;
             uint32_t size = tern_classes[sc >> 1].size;
             tc->alloc_bytes += size;
             tc->alloc_objs++;
@@ -358,8 +379,6 @@ void tern_tcache_publish(struct tcache *tc) {
         __atomic_store_n(&c->loaded, c->loaded & bits, __ATOMIC_RELAXED);
     }
 }
-
-static void fl_drain(struct tcache *tc);
 
 void tern_tcache_flush(struct tcache *tc) {
     if (tls_tc == tc) tls_tc = NULL;

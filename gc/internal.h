@@ -300,6 +300,7 @@ struct tcache {
     _Atomic uint64_t free_bytes; /* explicit frees not yet published (owner  */
     _Atomic uint64_t frees;      /* writes, tern_get_stats reads)            */
     uint32_t fl_total;           /* objects on all the free lists            */
+    uint32_t free_run;           /* small frees since the last allocation    */
     uint32_t fl_id;              /* tags this thread's listed objects        */
     _Atomic uint32_t nostop;     /* inside a black allocation: a stop waits  */
     _Atomic uint32_t stop_deferred; /* ... and one came meanwhile (thread.c) */

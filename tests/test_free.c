@@ -322,3 +322,40 @@ Test(free, exiting_threads_give_their_listed_objects_back)
     cr_assert_str_empty(take_stderr());
     expect_consistent_heap(64, 3000);
 }
+
+/* A long run of frees with no allocation between (a structure torn down)
+ * gives the thread's listed objects back at once, so that a thread that
+ * then sleeps pins no spans with them; a short run keeps them listed. */
+static void *run_objs[5000]; /* static: a root, so no cycle sweeps them early */
+static void *run_warm[20];
+
+static NOINLINE char *free_run_then_allocate(int run)
+{
+    char *x[10];
+    for (int i = 0; i < run; i++)
+        cr_assert_not_null(run_objs[i] = tern_malloc(96));
+    for (int i = 0; i < 10; i++)
+        cr_assert_not_null(x[i] = tern_malloc(48));
+    for (int i = 0; i < 10; i++)
+        tern_free(x[i]); /* listed, x[9] on top */
+    for (int i = 0; i < run; i++) {
+        tern_free(run_objs[i]);
+        run_objs[i] = NULL;
+    }
+    char *p = tern_malloc(48);
+    cr_assert_not_null(p);
+    for (int i = 0; i < 9; i++)
+        cr_assert_neq(p, x[i], "the list's order changed: got x[%d] (run %d)", i, run);
+    return p == x[9] ? p : NULL;
+}
+
+Test(free, a_long_run_of_frees_gives_the_lists_back)
+{
+    /* past a thread's first objects of the class, which come from a span
+     * shared by all threads and reuse freed slots at once */
+    for (int i = 0; i < 20; i++)
+        cr_assert_not_null(run_warm[i] = tern_malloc(48));
+    cr_assert_not_null(free_run_then_allocate(100), "after 110 frees the last object freed is no longer listed");
+    cr_assert_null(free_run_then_allocate(5000), "after 5010 frees in a row the lists were not given back");
+    cr_assert_str_empty(take_stderr());
+}
