@@ -121,6 +121,7 @@ struct span {
     _Atomic uint8_t needzero; /* slots may hold old data                    */
     _Atomic uint8_t rescan;   /* mark stack overflowed on an object here    */
 };
+_Static_assert(sizeof(struct span) == 128, "struct span: two cache lines");
 
 struct chunk {
     uint64_t magic;
@@ -275,7 +276,8 @@ void tern_span_init_large(struct span *s, bool noscan);
  * thread that allocates a few objects of many sizes does not make a page
  * resident per size (an idle thread's footprint).  The next thread to
  * want a span of its own for the class takes the shared span.  NULL: no
- * slot, use a span of your own.  *needzero: the slot may hold old data. */
+ * slot, use a span of your own.  zero: clear the slot (before it is
+ * marked black, span.c). */
 #define SHARED_OBJS 16
 #define SHARED_MAX_SIZE 1024 /* larger objects fill pages of their own anyway */
 void *tern_central_shared_alloc(unsigned spanclass, bool zero); /* cleared if zero */

@@ -31,6 +31,12 @@
 pthread_mutex_t tern_threads_lock = PTHREAD_MUTEX_INITIALIZER;
 struct thread *tern_threads;
 unsigned tern_nthreads;
+
+/* Threads lock held.  The allocator's free-list share follows the count. */
+static void set_nthreads(unsigned n) {
+    tern_nthreads = n;
+    tern_alloc_threads_changed(n);
+}
 static __thread struct thread *tls_self;
 static pthread_key_t exit_key;
 static void exit_destructor(void *p);
@@ -216,8 +222,7 @@ static struct thread *register_current(int external, uintptr_t hint_hi, struct s
     t->next = tern_threads;
     if (tern_threads) tern_threads->prev = t;
     tern_threads = t;
-    tern_nthreads++;
-    tern_alloc_threads_changed(tern_nthreads);
+    set_nthreads(tern_nthreads + 1);
     if (done) { /* the start record's argument is on this thread's stack now */
         if (done->prev) done->prev->next = done->next;
         else pending = done->next;
@@ -236,8 +241,7 @@ static void unregister(struct thread *t) {
     if (t->prev) t->prev->next = t->next;
     else tern_threads = t->next;
     if (t->next) t->next->prev = t->prev;
-    tern_nthreads--;
-    tern_alloc_threads_changed(tern_nthreads);
+    set_nthreads(tern_nthreads - 1);
     tls_self = NULL;
     record_put(t);
     pthread_mutex_unlock(&tern_threads_lock);
@@ -373,7 +377,7 @@ void tern_thread_init(void) {
 void tern_thread_atfork_child(void) {
     struct thread *self = tls_self, *t = tern_threads, *next;
     tern_threads = NULL;
-    tern_nthreads = 0;
+    set_nthreads(0);
     for (; t; t = next) {
         next = t->next;
         if (t == self) continue;
@@ -385,9 +389,8 @@ void tern_thread_atfork_child(void) {
         self->tid = (pid_t)syscall(SYS_gettid);
         self->pthread = pthread_self();
         tern_threads = self;
-        tern_nthreads = 1;
+        set_nthreads(1);
     }
-    tern_alloc_threads_changed(tern_nthreads);
     pending = NULL;
     atomic_store(&stw_resume, atomic_load(&stw_epoch));
 }
