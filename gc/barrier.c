@@ -39,10 +39,12 @@
  * 1/512th of a huge one).  The mprotect kind records into them; a collect clears a card before the marker rescans its range, so a
  * store racing with the rescan sets it again and is seen next round.
  *
- * New chunks mapped while armed are registered and protected at once (the
- * heap lock is held), so an object allocated during marking — born black,
- * never scanned — is still watched.  A chunk the kernel refuses to track is
- * reported written in full at every collect: slower, never wrong. */
+ * New chunks mapped while armed are registered at once (the heap lock is
+ * held), and a huge one (an object, born black, never scanned) protected;
+ * a normal one is all free pages, which uffd leaves writable (see
+ * chunk_runs): an object allocated during marking is still seen, as a
+ * written page.  A chunk the kernel refuses to track is reported written
+ * in full at every collect: slower, never wrong. */
 #include "internal.h"
 
 #include <errno.h>
@@ -68,6 +70,7 @@ struct tern_pm_scan_arg {
     uint64_t category_inverted, category_mask, category_anyof_mask, return_mask;
 };
 #define TERN_PAGEMAP_SCAN _IOWR('f', 16, struct tern_pm_scan_arg)
+#define TERN_PAGE_IS_WPALLOWED (1ull << 0)
 #define TERN_PAGE_IS_WRITTEN (1ull << 1)
 #define TERN_PM_SCAN_WP_MATCHING (1ull << 0)
 #define OS_PAGE 4096u
@@ -170,15 +173,19 @@ static bool uffd_open(void) {
     return true;
 }
 
-/* One PAGEMAP_SCAN pass over [lo, hi): report written pages and protect
- * them again.  Ranges not registered with uffd are skipped by the kernel.
+/* One PAGEMAP_SCAN pass over [lo, hi): report written pages (every page
+ * not write-protected: never-touched ones too) and, if wp, protect them
+ * again.  Ranges not registered with uffd are skipped by the kernel.
  * Returns pages found, or -1 if the kernel refused. */
-static long uffd_scan(uintptr_t lo, uintptr_t hi, tern_dirty_fn fn, void *arg) {
+static long uffd_scan(uintptr_t lo, uintptr_t hi, tern_dirty_fn fn, void *arg, bool wp) {
     struct tern_page_region vec[128];
     long pages = 0;
     while (lo < hi) {
-        struct tern_pm_scan_arg a = {.size = sizeof a, .flags = TERN_PM_SCAN_WP_MATCHING, .start = lo, .end = hi,
-                                     .vec = (uintptr_t)vec, .vec_len = 128, .category_mask = TERN_PAGE_IS_WRITTEN,
+        /* Without WP_MATCHING the kernel walks unregistered mappings too
+         * (chunk headers, the program's own): only registered pages. */
+        struct tern_pm_scan_arg a = {.size = sizeof a, .flags = wp ? TERN_PM_SCAN_WP_MATCHING : 0, .start = lo, .end = hi,
+                                     .vec = (uintptr_t)vec, .vec_len = 128,
+                                     .category_mask = TERN_PAGE_IS_WRITTEN | TERN_PAGE_IS_WPALLOWED,
                                      .return_mask = TERN_PAGE_IS_WRITTEN};
         long n = ioctl(pagemap_fd, TERN_PAGEMAP_SCAN, &a);
         if (n < 0) return -1;
@@ -192,20 +199,27 @@ static long uffd_scan(uintptr_t lo, uintptr_t hi, tern_dirty_fn fn, void *arg) {
     return pages;
 }
 
-/* Is uffd async write-protection really there?  Protect a fresh page,
- * write it, and expect one written page back. */
+/* Is uffd async write-protection really there?  Protect three of four
+ * fresh pages and write one of them: a scan must report the written page
+ * and the fourth, never protected nor touched, and none after protecting
+ * them.  If only the fourth is missing, the kernel does not report pages
+ * that were never protected: arming then protects the free pages too. */
+static bool uffd_reports_unprotected = true;
 static bool uffd_probe(void) {
     if (!uffd_open()) return false;
     pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
     size_t len = 4 * OS_PAGE;
     char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     bool ok = pagemap_fd >= 0 && p != MAP_FAILED && uffd_register((uintptr_t)p, len) &&
-              uffd_protect((uintptr_t)p, len, true);
+              uffd_protect((uintptr_t)p, 3 * OS_PAGE, true);
     if (ok) {
-        long before = uffd_scan((uintptr_t)p, (uintptr_t)p + len, NULL, NULL);
+        long before = uffd_scan((uintptr_t)p, (uintptr_t)p + 3 * OS_PAGE, NULL, NULL, true);
+        long fourth = uffd_scan((uintptr_t)p + 3 * OS_PAGE, (uintptr_t)p + len, NULL, NULL, false);
         p[OS_PAGE] = 1;
-        long after = uffd_scan((uintptr_t)p, (uintptr_t)p + len, NULL, NULL);
-        ok = before == 0 && after == 1;
+        long after = uffd_scan((uintptr_t)p, (uintptr_t)p + len, NULL, NULL, true);
+        long again = uffd_scan((uintptr_t)p, (uintptr_t)p + len, NULL, NULL, false);
+        uffd_reports_unprotected = fourth == 1 && after == 2;
+        ok = before == 0 && (after == 2 || (fourth == 0 && after == 1)) && again == 0;
     }
     if (p != MAP_FAILED) munmap(p, len);
     if (!ok) {
@@ -214,6 +228,64 @@ static bool uffd_probe(void) {
         uffd = pagemap_fd = -1;
     }
     return ok;
+}
+
+/* The ranges of chunk c the uffd kind protects when arming and lists in
+ * the pre-cleaning rounds: a huge chunk whole; a normal chunk's runs of
+ * pages that hold a span, free runs shorter than GAP_PAGES included.
+ * Free pages are left writable, so that a span carved from them while
+ * marking (a cache's next span, born-black objects) costs no write
+ * faults.  Nothing is lost: a page that is not protected is reported
+ * written, by the next round that covers it or by the final pause, which
+ * covers the whole heap; and a page is only ever protected by arming,
+ * which precedes every scan, or by the scan that reports it. */
+#define GAP_PAGES 8
+static bool chunk_runs(struct chunk *c, bool (*fn)(uintptr_t lo, uintptr_t hi, void *arg), void *arg) {
+    if (c->huge || !uffd_reports_unprotected) return fn(c->start, chunk_end(c), arg);
+    size_t i = c->meta_pages, start = 0, gap = 0;
+    bool in = false;
+    for (; i < CHUNK_PAGES; i++) {
+        bool isfree = (__atomic_load_n(&c->free_pages[i / 64], __ATOMIC_RELAXED) >> (i % 64)) & 1;
+        if (!isfree) {
+            if (!in) start = i, in = true;
+            gap = 0;
+        } else if (in && ++gap == GAP_PAGES) {
+            if (!fn((uintptr_t)c + (start << PAGE_SHIFT), (uintptr_t)c + ((i + 1 - gap) << PAGE_SHIFT), arg)) return false;
+            in = false;
+        }
+    }
+    if (in && !fn((uintptr_t)c + (start << PAGE_SHIFT), (uintptr_t)c + ((i - gap) << PAGE_SHIFT), arg)) return false;
+    return true;
+}
+
+static bool protect_run(uintptr_t lo, uintptr_t hi, void *arg) {
+    (void)arg;
+    return uffd_protect(lo, hi - lo, true);
+}
+
+struct scan_run {
+    tern_dirty_fn fn;
+    void *arg;
+    size_t pages;
+};
+/* The final pause reports the free pages left writable too: pass every
+ * range on, but count only the 4 KiB pages that hold a span. */
+static void count_used(uintptr_t lo, uintptr_t hi, void *arg) {
+    struct scan_run *r = arg;
+    r->fn(lo, hi, r->arg);
+    for (uintptr_t a = lo; a < hi; a += OS_PAGE) {
+        struct chunk *c = chunk_of(a);
+        size_t i = c ? (a - (uintptr_t)c) >> PAGE_SHIFT : 0;
+        if (c && (c->huge || !((__atomic_load_n(&c->free_pages[i / 64], __ATOMIC_RELAXED) >> (i % 64)) & 1))) r->pages++;
+    }
+}
+
+static bool scan_run(uintptr_t lo, uintptr_t hi, void *arg) {
+    struct scan_run *r = arg;
+    long n = uffd_scan(lo, hi, r->fn, r->arg, true);
+    if (n < 0) return false;
+    r->pages += (size_t)n;
+    return true;
 }
 
 /* ---- soft-dirty ----------------------------------------------------------- */
@@ -366,7 +438,7 @@ void tern_barrier_chunk_added(struct chunk *c) {
     while ((c->size >> c->card_shift) > CHUNK_PAGES) c->card_shift++;
     if (tern_barrier_kind == TERN_BARRIER_UFFD && getpid() == fds_pid) {
         if (!uffd_register(c->start, chunk_end(c) - c->start)) c->unregistered = c->untracked = 1;
-        else if (atomic_load(&armed) && !uffd_protect(c->start, chunk_end(c) - c->start, true)) c->untracked = 1;
+        else if (atomic_load(&armed) && (c->huge || !uffd_reports_unprotected) && !uffd_protect(c->start, chunk_end(c) - c->start, true)) c->untracked = 1;
     } else if (tern_barrier_kind == TERN_BARRIER_MPROTECT && atomic_load(&armed)) {
         protect_chunk(c, true);
     }
@@ -407,7 +479,7 @@ void tern_barrier_arm(void) {
     switch (tern_barrier_kind) {
     case TERN_BARRIER_UFFD:
         for (struct chunk *c = head; c; c = c->next)
-            if (!c->untracked && !uffd_protect(c->start, chunk_end(c) - c->start, true)) c->untracked = 1;
+            if (!c->untracked && !chunk_runs(c, protect_run, NULL)) c->untracked = 1;
         break;
     case TERN_BARRIER_SOFTDIRTY:
         if (!softdirty_clear())
@@ -437,12 +509,23 @@ size_t tern_barrier_collect_part(tern_dirty_fn fn, void *arg, bool final, unsign
     /* No heap lock while the program runs: fn rescans, which takes long,
      * and an allocation needing a span would wait for it.  Chunks are only
      * ever added at the head of the list, and a chunk added now is
-     * protected when it is mapped (armed is set). */
-    if (tern_barrier_kind == TERN_BARRIER_UFFD) {
+     * protected when it is mapped (armed is set), or with uffd, if it is
+     * not huge, all free pages, listed by the next round that sees them
+     * used. */
+    if (tern_barrier_kind == TERN_BARRIER_UFFD && !final) {
+        /* A pre-cleaning round: the chunks' used runs, re-protected. */
+        struct scan_run r = {fn, arg, 0};
+        for (struct chunk *c = __atomic_load_n(&tern_heap.chunks, __ATOMIC_ACQUIRE); c; c = c->next)
+            if (!c->untracked && !chunk_runs(c, scan_run, &r)) c->untracked = 1; /* the kernel refused */
+        found = r.pages;
+    } else if (tern_barrier_kind == TERN_BARRIER_UFFD) {
+        /* The final pause: the whole heap, a slice per part, listed only
+         * (disarming follows, so nothing is protected again). */
         uintptr_t lo = atomic_load(&tern_heap.lo), hi = atomic_load(&tern_heap.hi);
         size_t pages = (hi - lo) / OS_PAGE;
         uintptr_t a = lo + pages * part / nparts * OS_PAGE, b = lo + pages * (part + 1) / nparts * OS_PAGE;
-        long n = uffd_scan(a, b, fn, arg);
+        struct scan_run r = {fn, arg, 0};
+        long n = uffd_scan(a, b, count_used, &r, false);
         if (n < 0 && nparts > 1) { /* the kernel refused: the whole slice counts as written */
             fn(a, b, arg);
             found += (b - a) / OS_PAGE;
@@ -450,7 +533,7 @@ size_t tern_barrier_collect_part(tern_dirty_fn fn, void *arg, bool final, unsign
             for (struct chunk *c = __atomic_load_n(&tern_heap.chunks, __ATOMIC_ACQUIRE); c; c = c->next)
                 c->untracked = 1;
         } else {
-            found = (size_t)n;
+            found = r.pages;
         }
     }
     if (part) return found;
