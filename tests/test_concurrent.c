@@ -1457,6 +1457,97 @@ static void scenario_table(void)
            (unsigned long long)(st1.cycles - st0.cycles), (double)(st1.freed_bytes - st0.freed_bytes) / MiB);
 }
 
+/* ---- 8. fresh: born-black holders in spans carved while marking ------ */
+
+/* Two threads each own a set of nodes, referenced only from "holders"
+ * (pointer arrays padded to a size class chosen anew at every step).  A
+ * step moves every node into holders allocated just now, in batches big
+ * enough to carve new spans from free pages, and clears the old holders:
+ * for a while the only reference to an old node is in an object born
+ * black on a page no scan has seen yet.  Under uffd such pages are not
+ * write-protected while marking (barrier.c): they must be listed as
+ * written, by a pre-cleaning round or by the final pause. */
+#define H_THREADS 2
+#define H_PER     8                  /* node pointers per holder */
+#define H_HOLDERS 512                /* holders per thread       */
+
+static struct node ***h_hold[H_THREADS];              /* heap arrays of holders */
+static uint64_t h_ids[H_THREADS][H_HOLDERS * H_PER];  /* no pointers: not roots  */
+static atomic_long h_moves;
+
+static void h_check(const char *ctx, int t)
+{
+    for (size_t h = 0; h < H_HOLDERS; h++) {
+        struct node **hold = (struct node **)ld((struct node *const *)&h_hold[t][h]);
+        if (tern_base(hold) != hold)
+            fail_at(hold, "%s: holder %zu of thread %d is not a live object", ctx, h, t);
+        for (size_t i = 0; i < H_PER; i++)
+            check_id(ctx, ld(&hold[i]), h_ids[t][h * H_PER + i]);
+    }
+}
+
+static void *h_worker(void *arg)
+{
+    int t = (int)(uintptr_t)arg;
+    uint64_t r = 0xF7E5Cull * ((uintptr_t)arg + 3);
+    static const size_t pads[] = { 0, 64, 192, 448, 960, 1984 };
+    while (!time_up()) {
+        size_t sz = H_PER * sizeof(struct node *) + pads[rng_next(&r) % 6];
+        for (size_t h = 0; h < H_HOLDERS; h++) {
+            struct node **old = (struct node **)ld((struct node *const *)&h_hold[t][h]);
+            struct node **fresh = tern_malloc(sz);
+            CHECK(fresh != NULL, "tern_malloc(%zu) of a holder failed", sz);
+            for (size_t i = 0; i < H_PER; i++) {
+                struct node *n = ld(&old[i]);
+                if (rng_next(&r) % 16 == 0) { /* now and then a new node */
+                    n = node_new((uint32_t)(rng_next(&r) % 40));
+                    h_ids[t][h * H_PER + i] = n->id;
+                }
+                TERN_STORE(&fresh[i], n);
+                TERN_STORE(&old[i], NULL);
+            }
+            TERN_STORE((struct node **)&h_hold[t][h], (struct node *)fresh);
+        }
+        atomic_fetch_add(&h_moves, H_HOLDERS);
+        if (rng_next(&r) % 8 == 0)
+            h_check("nodes moved into fresh holders", t);
+    }
+    return NULL;
+}
+
+static void scenario_fresh(void)
+{
+    for (int t = 0; t < H_THREADS; t++) {
+        h_hold[t] = tern_malloc(H_HOLDERS * sizeof *h_hold[t]);
+        CHECK(h_hold[t] != NULL, "tern_malloc of a holder array failed");
+        for (size_t h = 0; h < H_HOLDERS; h++) {
+            struct node **hold = tern_malloc(H_PER * sizeof *hold);
+            CHECK(hold != NULL, "tern_malloc of a holder failed");
+            for (size_t i = 0; i < H_PER; i++) {
+                struct node *n = node_new((uint32_t)(h % 40));
+                h_ids[t][h * H_PER + i] = n->id;
+                TERN_STORE(&hold[i], n);
+            }
+            TERN_STORE((struct node **)&h_hold[t][h], (struct node *)hold);
+        }
+    }
+    struct tern_stats st0 = get_stats();
+    pthread_t th[H_THREADS];
+    collector_start();
+    start_threads(th, H_THREADS, h_worker);
+    join_threads(th, H_THREADS);
+    collector_stop();
+    for (int t = 0; t < H_THREADS; t++)
+        h_check("after the threads stopped", t);
+    tern_collect();
+    for (int t = 0; t < H_THREADS; t++)
+        h_check("after a collection", t);
+    struct tern_stats st1 = get_stats();
+    CHECK(st1.cycles > st0.cycles + 2, "only %llu cycles ran", (unsigned long long)(st1.cycles - st0.cycles));
+    printf("fresh: %ld holders moved, %llu cycles; ", atomic_load(&h_moves),
+           (unsigned long long)(st1.cycles - st0.cycles));
+}
+
 /* ==== running a scenario =============================================== */
 
 struct scenario {
@@ -1467,7 +1558,7 @@ struct scenario {
 static const struct scenario scenarios[] = {
     { "graph", scenario_graph },     { "memcpy", scenario_memcpy }, { "read", scenario_read },
     { "realloc", scenario_realloc }, { "threads", scenario_threads }, { "fork", scenario_fork },
-    { "table", scenario_table },
+    { "table", scenario_table },     { "fresh", scenario_fresh },
 };
 
 static const char *const kind_names[] = {
@@ -1646,3 +1737,6 @@ KINDS_PARAMS(threads)
 KINDS_PARAMS(fork)
 /* 7. Random stores of fresh nodes across a 1 MiB pointer table. */
 KINDS_PARAMS(table)
+/* 8. Nodes moved, step after step, into holders allocated just now (in
+ *    spans carved while marking), the old holders cleared. */
+KINDS_PARAMS(fresh)
