@@ -10,6 +10,7 @@
  * them is work every cycle does: a program whose roots dwarf its heap (a
  * Python interpreter under the drop-in keeps 200 MiB of its own arenas)
  * would otherwise spend its time rescanning them for a small heap.
+ * When live data shrinks, the goal comes down over two seconds (below).
  * TERN_GC=off never starts a cycle on its own; tern_collect() still works.  Threads publish what they allocate
  * in batches of 64 KiB, so the fast path never touches a shared counter.
  *
@@ -36,12 +37,15 @@ _Atomic uint64_t tern_trigger;
  * limit applies even with TERN_GC=off. */
 static uint64_t last_roots; /* root bytes of the cycle before (collector only) */
 
-static uint64_t goal_for(uint64_t live) {
-    uint64_t g = UINT64_MAX;
-    if (tern_cfg.gc_percent >= 0) {
-        g = live + (live + last_roots) / 100 * (uint64_t)tern_cfg.gc_percent;
-        if (g < tern_cfg.initial_heap) g = tern_cfg.initial_heap;
-    }
+/* The goal TERN_GC asks for, before any memory limit. */
+static uint64_t gogc_goal(uint64_t live) {
+    if (tern_cfg.gc_percent < 0) return UINT64_MAX;
+    uint64_t g = live + (live + last_roots) / 100 * (uint64_t)tern_cfg.gc_percent;
+    return g < tern_cfg.initial_heap ? tern_cfg.initial_heap : g;
+}
+
+/* A goal g capped by the memory limit, if one is set. */
+static uint64_t capped(uint64_t live, uint64_t g) {
     size_t limit = atomic_load_explicit(&tern_memlimit, memory_order_relaxed);
     if (limit) {
         size_t meta = atomic_load(&tern_heap.meta_bytes);
@@ -52,6 +56,37 @@ static uint64_t goal_for(uint64_t live) {
         if (cap < g) g = cap;
     }
     return g;
+}
+
+static uint64_t goal_for(uint64_t live) { return capped(live, gogc_goal(live)); }
+
+/* The goal comes down slowly.  When live data shrinks (a program drops
+ * the big structure of one phase and goes on with a small one), the goal
+ * TERN_GC asks for drops with it, and the program, still allocating as
+ * fast, would collect as much more often as the goal fell, inside a heap
+ * that the last phase had already made resident.  So a goal below the
+ * highest recent one starts halfway between the two and comes down to the
+ * plain goal linearly over HOLD_NS of wall time; a growing goal is taken
+ * at once.  The heap in use never passes the high goal, which it reached
+ * before.  A cycle the program asked for (tern_collect), one for lack of
+ * memory and the idle cycle (scavenge.c) take the plain goal at once, and
+ * a memory limit caps the goal as always.  GCBench (live data 15 MiB,
+ * then 8): 58 cycles instead of 78, 0.27 s instead of 0.29 s, peak RSS
+ * 35.6 MiB instead of 33.7 (medians of 7; holding the whole drop: 0.25 s,
+ * 39.3 MiB).  V8's heap limit and the JVM's heap capacity come down
+ * slowly the same way. */
+#define HOLD_NS 2000000000ull
+static uint64_t held_goal, held_at; /* collector only */
+
+static uint64_t held_goal_for(uint64_t live, bool hold) {
+    uint64_t g = gogc_goal(live), now = tern_now_ns();
+    if (!hold || g == UINT64_MAX || g >= held_goal || now - held_at >= HOLD_NS) {
+        held_goal = g;
+        held_at = now;
+        return capped(live, g);
+    }
+    double left = 1.0 - (double)(now - held_at) / (double)HOLD_NS;
+    return capped(live, g + (uint64_t)((double)(held_goal - g) / 2 * left));
 }
 
 static uint64_t last_live; /* live data of the cycle before (collector only) */
@@ -112,9 +147,9 @@ void tern_pacer_note_free(uint64_t bytes) {
  * (born marked) while marking; they are in use, but the goal grows from
  * the marked data alone, or a program allocating fast during a long mark
  * would see its heap goal inflated by objects already dead. */
-void tern_pacer_cycle_done(uint64_t live, uint64_t black, uint64_t grown) {
+void tern_pacer_cycle_done(uint64_t live, uint64_t black, uint64_t grown, bool hold) {
     last_roots = tern_roots_last_bytes;
-    uint64_t goal = goal_for(live);
+    uint64_t goal = held_goal_for(live, hold);
     atomic_store(&tern_in_use, live + black);
     atomic_store(&tern_next_gc, goal);
     atomic_store(&tern_trigger, trigger_for(live, goal, grown));

@@ -299,3 +299,48 @@ Test(api, heap_goal_counts_the_roots)
     cr_assert_lt(d.next_gc_bytes, c.next_gc_bytes, "the goal did not shrink when the roots went");
     free(roots);
 }
+
+/* When live data shrinks, the goal comes down over two seconds (pacer.c):
+ * the first cycles the heap goal starts after 32 MiB of live data is
+ * dropped keep at least a quarter of the old room; a tern_collect takes
+ * the plain goal at once. */
+static uint64_t churn_until_cycles(uint64_t cycles)
+{
+    for (int i = 0; i < 1000000 && get_stats().cycles < cycles; i++)
+        for (int k = 0; k < 64; k++)
+            cr_assert_not_null(tern_malloc(256));
+    return get_stats().cycles;
+}
+
+Test(api, goal_comes_down_slowly_after_live_data_shrinks)
+{
+    struct tern_stats a = get_stats();
+    if (!a.gc_percent)
+        cr_skip_test("TERN_GC=off: there is no heap goal");
+    if (a.memory_limit)
+        cr_skip_test("a memory limit caps the goal");
+    size_t n = 32 * 1024;
+    void **live = tern_malloc(n * sizeof *live);
+    cr_assert_not_null(live);
+    for (size_t i = 0; i < n; i++)
+        live[i] = tern_malloc(1024);
+    uint64_t c = get_stats().cycles;
+    churn_until_cycles(c + 2);
+    struct tern_stats high = get_stats();
+    cr_assert_geq(high.live_bytes, 32 * MiB, "the 32 MiB were not live");
+    memset(live, 0, n * sizeof *live);
+    churn_until_cycles(high.cycles + 2);
+    struct tern_stats held = get_stats();
+    cr_assert_lt(held.live_bytes, 8 * MiB, "the 32 MiB were not reclaimed");
+    cr_assert_geq(held.next_gc_bytes, held.live_bytes + (high.next_gc_bytes - high.live_bytes) / 4,
+                  "goal %llu MiB right after live data fell from %llu to %llu MiB (goal %llu MiB)",
+                  (unsigned long long)(held.next_gc_bytes / MiB), (unsigned long long)(high.live_bytes / MiB),
+                  (unsigned long long)(held.live_bytes / MiB), (unsigned long long)(high.next_gc_bytes / MiB));
+    tern_collect();
+    struct tern_stats plain = get_stats();
+    cr_assert_lt(plain.next_gc_bytes, held.next_gc_bytes - 8 * MiB,
+                 "tern_collect kept the goal at %llu MiB (live %llu MiB)",
+                 (unsigned long long)(plain.next_gc_bytes / MiB), (unsigned long long)(plain.live_bytes / MiB));
+    tern_free(live);
+}
+
