@@ -485,6 +485,14 @@ void tern_barrier_span_carved(struct chunk *c, size_t first, size_t npages) {
     uffd_protect((uintptr_t)c + (first << PAGE_SHIFT), npages << PAGE_SHIFT, true);
 }
 
+/* In a forked child nothing is armed or closing: the uffd still belongs
+ * to the parent (reopen_after_fork opens the child's own before its first
+ * cycle), and a span the child carves must not be protected through it. */
+void tern_barrier_atfork_child(void) {
+    atomic_store(&armed, 0);
+    atomic_store(&closing, 0);
+}
+
 /* Start recording writes.  Runs while the program runs, before the
  * marker scans anything; heap lock taken so no chunk is missed. */
 void tern_barrier_arm(void) {

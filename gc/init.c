@@ -59,6 +59,7 @@ static void atfork_parent(void) {
 static void atfork_child(void) {
     atfork_parent();
     tern_markers_atfork_child();
+    tern_barrier_atfork_child();
     tern_collect_atfork_child();
     tern_scavenger_atfork_child();
     tern_thread_atfork_child();
