@@ -79,7 +79,6 @@ int tern_barrier_kind = TERN_BARRIER_STW;
 bool tern_barrier_dropin;              /* set by the malloc shim before init */
 TERN_API int tern_marking_;            /* read by TERN_STORE's fast path */
 static _Atomic int armed;
-static _Atomic int closing;            /* uffd: protect spans as they are carved */
 static int uffd = -1, pagemap_fd = -1, clear_refs_fd = -1;
 static pid_t fds_pid;                  /* the process the fds belong to  */
 static struct sigaction old_segv;
@@ -465,33 +464,10 @@ static void reopen_after_fork(void) {
     }
 }
 
-/* The last pre-cleaning rounds begin (assists closed): from now until
- * disarming, uffd protects a span carved from free pages before it is
- * handed out.  Free pages stay writable while the cycle marks (chunk_runs),
- * so a program that allocates fast fills a span at full speed, and the
- * rounds, which list every page of a span carved since the last one,
- * stop converging when it fills them faster than a marker rescans them:
- * the final pause took them all (GCBench: 700-1400 pages, up to 4 ms).
- * Protected, such a span is listed page by page as it is written, and each
- * first write costs the program a fault, which slows it as it did before
- * free pages were left writable.  Nothing is lost: the span holds no
- * object yet. */
-void tern_barrier_closing(void) {
-    if (tern_barrier_kind == TERN_BARRIER_UFFD && uffd_reports_unprotected) atomic_store(&closing, 1);
-}
-
-void tern_barrier_span_carved(struct chunk *c, size_t first, size_t npages) {
-    if (!atomic_load_explicit(&closing, memory_order_relaxed) || c->untracked) return;
-    uffd_protect((uintptr_t)c + (first << PAGE_SHIFT), npages << PAGE_SHIFT, true);
-}
-
-/* In a forked child nothing is armed or closing: the uffd still belongs
- * to the parent (reopen_after_fork opens the child's own before its first
- * cycle), and a span the child carves must not be protected through it. */
-void tern_barrier_atfork_child(void) {
-    atomic_store(&armed, 0);
-    atomic_store(&closing, 0);
-}
+/* In a forked child nothing is armed: the uffd still belongs to the
+ * parent (reopen_after_fork opens the child's own before its first
+ * cycle). */
+void tern_barrier_atfork_child(void) { atomic_store(&armed, 0); }
 
 /* Start recording writes.  Runs while the program runs, before the
  * marker scans anything; heap lock taken so no chunk is missed. */
@@ -588,7 +564,6 @@ void tern_barrier_disarm(void) {
      * unprotected without the heap lock (see arm). */
     pthread_mutex_lock(&tern_heap.lock);
     atomic_store(&armed, 0);
-    atomic_store(&closing, 0);
     struct chunk *head = tern_heap.chunks;
     pthread_mutex_unlock(&tern_heap.lock);
     for (struct chunk *c = head; c; c = c->next) {

@@ -214,15 +214,10 @@ static void concurrent_cycle(const char *why) {
     atomic_store(&tern_assist_factor, 2);
     atomic_store(&tern_assist_hard, 0);
     tern_mark_close_assists();
-    tern_barrier_closing();
     uint64_t td = tern_now_ns();
     tern_mark_concurrent(nbg); /* what the assists handed back, before listing */
     if (!paced || tern_now_ns() - td > CLOSING_DRAIN_NS) {
-        /* Rounds while each at least halves the last.  From here on,
-         * under uffd, a span carved from free pages is protected before
-         * it is handed out (tern_barrier_closing), so what the program
-         * allocates meanwhile is listed page by page as it is written,
-         * and each first write slows it down. */
+        /* Rounds while each at least halves the last. */
         size_t before = SIZE_MAX;
         for (int k = 0; k < CLOSING_ROUNDS; k++) {
             size_t pages = tern_mark_preclean(nbg);

@@ -176,7 +176,6 @@ struct span *tern_span_alloc(size_t npages, bool *needzero) {
 out:
     if (s) atomic_fetch_add(&tern_heap.span_bytes, (size_t)s->npages * PAGE_SIZE);
     pthread_mutex_unlock(&tern_heap.lock);
-    if (s && !s->chunk->huge) tern_barrier_span_carved(s->chunk, (size_t)(s - s->chunk->spans), s->npages);
     return s;
 }
 

@@ -395,9 +395,7 @@ extern bool tern_barrier_dropin;              /* malloc shim: auto skips mprotec
 void tern_barrier_init(int want);
 void tern_barrier_chunk_added(struct chunk *c); /* heap lock held */
 void tern_barrier_arm(void);
-void tern_barrier_closing(void);      /* the last pre-cleaning rounds begin */
 void tern_barrier_atfork_child(void);
-void tern_barrier_span_carved(struct chunk *c, size_t first, size_t npages); /* no lock held */
 size_t tern_barrier_collect(tern_dirty_fn fn, void *arg, bool final);
 size_t tern_barrier_collect_part(tern_dirty_fn fn, void *arg, bool final, unsigned part, unsigned nparts);
 bool tern_barrier_can_preclean(void);
