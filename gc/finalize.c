@@ -199,7 +199,7 @@ static void eph_fixpoint(void) {
             uintptr_t v = (uintptr_t)__atomic_load_n(&x->value, __ATOMIC_RELAXED);
             if (v && state_of(v) == 0) {
                 tern_mark_value(v);
-                more = true;
+                more |= state_of(v) == 1; /* progress, or the loop would not end */
             }
         }
         if (!more) return;

@@ -427,7 +427,7 @@ static inline bool bit_test(_Atomic uint64_t *bm, size_t i) {
 
 /* Used by finalize.c in the final pause (world stopped, marking complete;
  * stw cycle: the one pause).  tern_mark_state: -1 not a heap object, 0
- * unmarked (or freed), 1 marked. */
+ * unmarked, 1 marked, 2 dead (freed and not yet swept, or a free slot). */
 int tern_mark_state(uintptr_t p);
 void tern_mark_value(uintptr_t v);        /* mark and queue what v points to */
 void tern_mark_contents(uintptr_t obj);   /* queue obj's words, obj stays white */
