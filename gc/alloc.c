@@ -637,9 +637,9 @@ static void fl_drain(struct tcache *tc) {
     tc->fl_total = 0;
 }
 
-/* grown_to: realloc has copied p into an object of that many bytes (0: a
- * plain free). */
-static void free_object(void *p, size_t grown_to) {
+/* Free p; grown_to: realloc has just copied p into an object of that many
+ * bytes (0: a plain free, tern_free). */
+void tern_free_moved(void *p, size_t grown_to) {
     if (!p) return;
     if (unlikely(atomic_load_explicit(&tern_finalize_any, memory_order_relaxed)))
         tern_finalize_note_free(p); /* finalize.c: its registrations end */
@@ -663,10 +663,7 @@ static void free_object(void *p, size_t grown_to) {
     }
 }
 
-TERN_API void tern_free(void *p) { free_object(p, 0); }
-
-/* Free p, whose content realloc has just copied into an object of n bytes. */
-void tern_free_moved(void *p, size_t n) { free_object(p, n); }
+TERN_API void tern_free(void *p) { tern_free_moved(p, 0); }
 
 /* The drop-in's free (malloc.c): free p if it is the start of an allocated
  * small object and say so; otherwise change nothing and return false, and

@@ -245,8 +245,7 @@ static bool chunk_runs(struct chunk *c, bool (*fn)(uintptr_t lo, uintptr_t hi, v
     size_t i = c->meta_pages, start = 0, gap = 0;
     bool in = false;
     for (; i < CHUNK_PAGES; i++) {
-        bool isfree = (__atomic_load_n(&c->free_pages[i / 64], __ATOMIC_RELAXED) >> (i % 64)) & 1;
-        if (!isfree) {
+        if (!page_free(c, i)) {
             if (!in) start = i, in = true;
             gap = 0;
         } else if (in && ++gap == GAP_PAGES) {
@@ -269,14 +268,23 @@ struct scan_run {
     size_t pages;
 };
 /* The final pause reports the free pages left writable too: pass every
- * range on, but count only the 4 KiB pages that hold a span. */
+ * range on, but count only the 4 KiB pages that hold a span (one chunk
+ * lookup per chunk, one bit per heap page: this runs in the pause). */
 static void count_used(uintptr_t lo, uintptr_t hi, void *arg) {
     struct scan_run *r = arg;
     r->fn(lo, hi, r->arg);
-    for (uintptr_t a = lo; a < hi; a += OS_PAGE) {
-        struct chunk *c = chunk_of(a);
-        size_t i = c ? (a - (uintptr_t)c) >> PAGE_SHIFT : 0;
-        if (c && (c->huge || !((__atomic_load_n(&c->free_pages[i / 64], __ATOMIC_RELAXED) >> (i % 64)) & 1))) r->pages++;
+    while (lo < hi) {
+        struct chunk *c = chunk_of(lo);
+        uintptr_t cend = c ? (uintptr_t)c + c->size : ALIGN_UP(lo + 1, CHUNK_SIZE), e = hi < cend ? hi : cend;
+        if (c && c->huge) r->pages += (e - lo) / OS_PAGE;
+        else if (c)
+            for (uintptr_t a = lo; a < e;) {
+                uintptr_t next = ALIGN_UP(a + 1, PAGE_SIZE);
+                if (next > e) next = e;
+                if (!page_free(c, (a - (uintptr_t)c) >> PAGE_SHIFT)) r->pages += (next - a) / OS_PAGE;
+                a = next;
+            }
+        lo = e;
     }
 }
 
@@ -438,7 +446,7 @@ void tern_barrier_chunk_added(struct chunk *c) {
     while ((c->size >> c->card_shift) > CHUNK_PAGES) c->card_shift++;
     if (tern_barrier_kind == TERN_BARRIER_UFFD && getpid() == fds_pid) {
         if (!uffd_register(c->start, chunk_end(c) - c->start)) c->unregistered = c->untracked = 1;
-        else if (atomic_load(&armed) && (c->huge || !uffd_reports_unprotected) && !uffd_protect(c->start, chunk_end(c) - c->start, true)) c->untracked = 1;
+        else if (atomic_load(&armed) && !chunk_runs(c, protect_run, NULL)) c->untracked = 1; /* huge: all of it */
     } else if (tern_barrier_kind == TERN_BARRIER_MPROTECT && atomic_load(&armed)) {
         protect_chunk(c, true);
     }

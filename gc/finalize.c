@@ -197,10 +197,7 @@ static void eph_fixpoint(void) {
             struct eph *x = SHOW(e->key);
             if (state_of((uintptr_t)x) != 1 || state_of((uintptr_t)SHOW(e->a)) != 1) continue;
             uintptr_t v = (uintptr_t)__atomic_load_n(&x->value, __ATOMIC_RELAXED);
-            if (v && state_of(v) == 0) {
-                tern_mark_value(v);
-                more |= state_of(v) == 1; /* progress, or the loop would not end */
-            }
+            if (v && state_of(v) == 0) more |= tern_mark_value(v); /* only progress repeats the loop */
         }
         if (!more) return;
         tern_mark_drain_pause();

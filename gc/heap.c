@@ -69,8 +69,6 @@ static struct chunk *chunk_new(size_t size, bool huge) {
     return c;
 }
 
-static inline bool page_free(struct chunk *c, size_t i) { return (c->free_pages[i / 64] >> (i % 64)) & 1; }
-
 /* First fit: a run of n free pages in c, or -1. */
 static long find_run(struct chunk *c, size_t n) {
     size_t i = c->meta_pages;

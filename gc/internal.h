@@ -203,6 +203,12 @@ static inline size_t tern_heap_committed(void) {
 }
 size_t tern_heap_release(size_t want, bool headers); /* return free pages to the OS */
 
+/* Is page i of chunk c free?  Changed under the heap lock; a reader
+ * without it (the barrier) gets a value that was true a moment ago. */
+static inline bool page_free(struct chunk *c, size_t i) {
+    return (__atomic_load_n(&c->free_pages[i / 64], __ATOMIC_RELAXED) >> (i % 64)) & 1;
+}
+
 #define L1_BITS 13
 #define L2_BITS (47 - CHUNK_SHIFT - L1_BITS)
 static inline struct chunk *chunk_of(uintptr_t a) {
@@ -429,7 +435,8 @@ static inline bool bit_test(_Atomic uint64_t *bm, size_t i) {
  * stw cycle: the one pause).  tern_mark_state: -1 not a heap object, 0
  * unmarked, 1 marked, 2 dead (freed and not yet swept, or a free slot). */
 int tern_mark_state(uintptr_t p);
-void tern_mark_value(uintptr_t v);        /* mark and queue what v points to */
+bool tern_mark_value(uintptr_t v);        /* mark and queue what v points to;
+                                           * true if it was white and is now marked */
 void tern_mark_contents(uintptr_t obj);   /* queue obj's words, obj stays white */
 void tern_mark_drain_pause(void);         /* drain with the pause's markers */
 
@@ -470,7 +477,7 @@ extern _Atomic uint64_t tern_next_gc;      /* the heap goal */
 extern _Atomic uint64_t tern_trigger;      /* where a concurrent cycle starts */
 void tern_pacer_note_alloc(int64_t bytes, int64_t objs, bool may_collect);
 void tern_pacer_note_free(uint64_t bytes);
-void tern_pacer_cycle_done(uint64_t live, uint64_t black, uint64_t grown_while_marking, bool hold_goal);
+void tern_pacer_cycle_done(uint64_t live, uint64_t black, uint64_t grown_while_marking, const char *why);
 void tern_pacer_init(void);
 void tern_pacer_limit_changed(void);   /* tern_set_memory_limit */
 

@@ -177,27 +177,30 @@ static inline void push(struct marker *m, struct span *s, uintptr_t base, uintpt
 
 /* ---- the heart: is this word a pointer to an unmarked object? --------------- */
 
-static inline __attribute__((always_inline)) void mark_word(struct marker *m, uintptr_t w, uintptr_t lo,
+/* True if w pointed to a white object, now marked (callers in the hot
+ * loop ignore it). */
+static inline __attribute__((always_inline)) bool mark_word(struct marker *m, uintptr_t w, uintptr_t lo,
                                                            uintptr_t len) {
     struct span *s = span_lookup(w, lo, len);
-    if (!s) return;
+    if (!s) return false;
     unsigned st = atomic_load_explicit(&s->state, memory_order_acquire);
-    if (st == SPAN_FREE) return;
+    if (st == SPAN_FREE) return false;
     uintptr_t off = w - s->base;
-    if (off >= s->limit) return;
+    if (off >= s->limit) return false;
     size_t i = span_slot(s, off);
     uint64_t bit = 1ull << (i % 64);
     _Atomic uint64_t *mw = &s->mark[i / 64];
-    if (atomic_load_explicit(mw, memory_order_relaxed) & bit) return;
+    if (atomic_load_explicit(mw, memory_order_relaxed) & bit) return false;
     if (atomic_load_explicit(&s->nfree_hint, memory_order_relaxed) &&
         (atomic_load_explicit(&s->freed[i / 64], memory_order_relaxed) & bit))
-        return;
-    if (s->spanclass && !slot_allocated(s, i)) return;
+        return false;
+    if (s->spanclass && !slot_allocated(s, i)) return false;
     if (single_marker) atomic_store_explicit(mw, atomic_load_explicit(mw, memory_order_relaxed) | bit, memory_order_relaxed);
-    else if (atomic_fetch_or_explicit(mw, bit, memory_order_relaxed) & bit) return;
+    else if (atomic_fetch_or_explicit(mw, bit, memory_order_relaxed) & bit) return false;
     uintptr_t size = span_obj_size(s);
     m->marked += size;
     if (!s->noscan) push(m, s, (s->base + i * s->elemsize) | s->typed, size); /* tag: typed.c */
+    return true;
 }
 
 static void scan_range(struct marker *m, uintptr_t lo, uintptr_t hi) {
@@ -691,9 +694,9 @@ int tern_mark_state(uintptr_t p) {
     return bit_test(s->mark, i);
 }
 
-void tern_mark_value(uintptr_t v) {
+bool tern_mark_value(uintptr_t v) {
     uintptr_t hlo = atomic_load(&tern_heap.lo), hspan = atomic_load(&tern_heap.hi) - hlo;
-    mark_word(&markers[0], v, hlo, hspan);
+    return mark_word(&markers[0], v, hlo, hspan);
 }
 
 void tern_mark_contents(uintptr_t p) {

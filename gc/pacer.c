@@ -24,6 +24,8 @@
  * goal again), it waits for the cycle to end. */
 #include "internal.h"
 
+#include <string.h>
+
 _Atomic uint64_t tern_in_use;
 _Atomic uint64_t tern_next_gc;
 _Atomic uint64_t tern_trigger;
@@ -147,9 +149,9 @@ void tern_pacer_note_free(uint64_t bytes) {
  * (born marked) while marking; they are in use, but the goal grows from
  * the marked data alone, or a program allocating fast during a long mark
  * would see its heap goal inflated by objects already dead. */
-void tern_pacer_cycle_done(uint64_t live, uint64_t black, uint64_t grown, bool hold) {
+void tern_pacer_cycle_done(uint64_t live, uint64_t black, uint64_t grown, const char *why) {
     last_roots = tern_roots_last_bytes;
-    uint64_t goal = held_goal_for(live, hold);
+    uint64_t goal = held_goal_for(live, strcmp(why, "heap goal") == 0); /* see held_goal_for */
     atomic_store(&tern_in_use, live + black);
     atomic_store(&tern_next_gc, goal);
     atomic_store(&tern_trigger, trigger_for(live, goal, grown));
