@@ -269,6 +269,16 @@ static void join_threads(pthread_t *t, int n)
         CHECK(pthread_join(t[i], NULL) == 0, "pthread_join failed");
 }
 
+/* n workers running fn until the scenario's time is up, while the
+ * collector thread collects back to back. */
+static void run_workers(pthread_t *t, int n, void *(*fn)(void *))
+{
+    collector_start();
+    start_threads(t, n, fn);
+    join_threads(t, n);
+    collector_stop();
+}
+
 /* ==== scenario 1: threads rewire a shared graph ======================== */
 
 #define G_ROOTS   64
@@ -680,10 +690,7 @@ static void scenario_memcpy(void)
     for (int i = 0; i < M_THREADS; i++)
         htab_init(&htabs[i], H_SMALL, 100 + (uint64_t)i);
     pthread_t t[M_THREADS];
-    collector_start();
-    start_threads(t, M_THREADS, m_worker);
-    join_threads(t, M_THREADS);
-    collector_stop();
+    run_workers(t, M_THREADS, m_worker);
     churn(2 * MiB, 0);
     tern_collect();
     long ops = 0;
@@ -853,10 +860,7 @@ static void scenario_read(void)
     for (int i = 0; i < R_THREADS; i++)
         htab_init(&htabs[i], H_SMALL + 1, 200 + (uint64_t)i);
     pthread_t t[R_THREADS];
-    collector_start();
-    start_threads(t, R_THREADS, r_worker);
-    join_threads(t, R_THREADS);
-    collector_stop();
+    run_workers(t, R_THREADS, r_worker);
     churn(2 * MiB, 0);
     tern_collect();
     long ops = 0;
@@ -1002,10 +1006,7 @@ static void scenario_realloc(void)
         }
     }
     pthread_t t[V_THREADS];
-    collector_start();
-    start_threads(t, V_THREADS, v_worker);
-    join_threads(t, V_THREADS);
-    collector_stop();
+    run_workers(t, V_THREADS, v_worker);
     churn(2 * MiB, 0);
     tern_collect();
     long grows = 0, shrinks = 0, moves = 0;
@@ -1442,10 +1443,7 @@ static void scenario_table(void)
         TERN_STORE(&t_table[i], node_new((uint32_t)(rng_next(&r) % 48)));
     struct tern_stats st0 = get_stats();
     pthread_t th[T_THREADS];
-    collector_start();
-    start_threads(th, T_THREADS, t_worker);
-    join_threads(th, T_THREADS);
-    collector_stop();
+    run_workers(th, T_THREADS, t_worker);
     size_t n1 = t_check("table after the threads stopped");
     tern_collect();
     size_t n2 = t_check("table after a collection");
@@ -1533,10 +1531,7 @@ static void scenario_fresh(void)
     }
     struct tern_stats st0 = get_stats();
     pthread_t th[H_THREADS];
-    collector_start();
-    start_threads(th, H_THREADS, h_worker);
-    join_threads(th, H_THREADS);
-    collector_stop();
+    run_workers(th, H_THREADS, h_worker);
     for (int t = 0; t < H_THREADS; t++)
         h_check("after the threads stopped", t);
     tern_collect();
