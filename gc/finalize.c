@@ -320,6 +320,7 @@ TERN_API int tern_register_finalizer_ex(void *obj, tern_finalizer fn, void *data
         else put(&tabs[T_FIN], &(struct ent){.key = HIDE(obj), .fn = fn, .data = data, .kind = flags});
     }
     pthread_mutex_unlock(&fin_lock);
+    TERN_KEEP(obj); /* registered only hidden: seen by no pause until here */
     if (rc == TERN_OK && fn) {
         note_registered();
         atomic_store(&fin_used, 1);
@@ -455,6 +456,7 @@ static int weak_register(void **link, void *obj, uint32_t kind) {
         note_registered();
     }
     pthread_mutex_unlock(&fin_lock);
+    TERN_KEEP(link); TERN_KEEP(tb); TERN_KEEP(cb); /* hidden in the tables: keep them seen until registered */
     return rc;
 }
 
@@ -483,6 +485,12 @@ TERN_API void *tern_ephemeron_new(void *key, void *value) {
     x->key = key;
     x->value = value;
     bool ok = false;
+    /* Until it is registered, x is an object the collector does not scan
+     * and no table names: key and value must stay visible on this stack.
+     * The lock below is one a pause holds; a thread waiting for it with
+     * the value only in x let the pause free the value (test_finalize's
+     * all_features_threads under TERN_BARRIER=stw: a live key, its value
+     * freed, about 1 run in 100). */
     pthread_mutex_lock(&fin_lock);
     if (reserve(&tabs[T_EPH], 1) && reserve(&tabs[T_IDX], 1)) {
         put(&tabs[T_EPH], &(struct ent){.key = HIDE(x), .a = HIDE(kb)});
@@ -491,6 +499,7 @@ TERN_API void *tern_ephemeron_new(void *key, void *value) {
         ok = true;
     }
     pthread_mutex_unlock(&fin_lock);
+    TERN_KEEP(x); TERN_KEEP(key); TERN_KEEP(value); TERN_KEEP(kb);
     if (!ok) {
         tern_free(x);
         errno = ENOMEM;
@@ -530,6 +539,7 @@ static bool unc_add(void *p) {
         note_registered();
     }
     pthread_mutex_unlock(&fin_lock);
+    TERN_KEEP(p);
     return ok;
 }
 

@@ -427,6 +427,14 @@ extern _Atomic unsigned tern_assist_factor;
 extern _Atomic int tern_assist_hard; /* collect.c: pre-cleaning is not converging */
 void tern_markers_atfork_child(void);
 extern _Atomic uint64_t tern_marked_bytes;
+/* Keep p in a register or on the stack up to here, where a stop of this
+ * thread sees it.  A call that stores a pointer only where the collector
+ * does not look (a hidden table key, a noscan object) and then waits for
+ * a lock the collector holds through its pause would otherwise let the
+ * pause free what it is registering: the compiler drops a variable after
+ * its last use, not at the end of the function. */
+#define TERN_KEEP(p) __asm__ volatile("" : : "r"(p) : "memory")
+
 static inline bool bit_test(_Atomic uint64_t *bm, size_t i) {
     return (atomic_load_explicit(&bm[i / 64], memory_order_relaxed) >> (i % 64)) & 1;
 }
