@@ -155,6 +155,7 @@ static void concurrent_cycle(const char *why) {
     tern_stop_world();
     uint64_t stop1 = tern_now_ns() - t0;
     tern_mark_start();
+    tern_tcache_black_start(); /* alloc.c: black allocation, a word at a time */
     atomic_store(&tern_gc_black, 1);
     if (tern_barrier_kind == TERN_BARRIER_EXPLICIT) __atomic_store_n(&tern_marking_, 1, __ATOMIC_SEQ_CST);
     tern_start_world();

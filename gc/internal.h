@@ -300,6 +300,7 @@ struct tc_class {
     uint32_t nshared;       /* objects taken from the shared span         */
     uintptr_t fl_head;      /* objects this thread freed, for reuse (alloc.c) */
     uint32_t fl_n;          /* ... how many                               */
+    uint32_t markslow;      /* mark each slot handed out (alloc.c: black) */
 };
 struct tcache {
     struct tc_class c[NSPANCLASS];
@@ -319,6 +320,7 @@ void tern_tcache_attach(struct tcache *tc);
 void tern_alloc_threads_changed(unsigned nthreads); /* free-list share per thread */
 void tern_free_moved(void *p, size_t n); /* tern_free of what realloc copied into n bytes */
 void tern_tcache_publish(struct tcache *tc);           /* world stopped */
+void tern_tcache_black_start(void);                     /* start pause   */
 void tern_mark_free_lists(void);                      /* world stopped: every thread's */
 void tern_alloc_init(void);
 

@@ -19,8 +19,9 @@
  *    scanned object can go unseen.
  *
  * 4. Start pause.  The world stops (thread.c); allocation turns black (an
- *    object allocated from now on is born marked; a thread is never
- *    stopped between testing that and setting the bit, alloc.c); no mark
+ *    object allocated from now on is born marked: a thread cache marks
+ *    each word of free slots it loads as a whole, and a thread is never
+ *    stopped between testing that and setting the bits, alloc.c); no mark
  *    bit is set yet (the checkmark mode checks); the roots — stacks,
  *    registers, static data, TLS, added ranges — are scanned, which only
  *    marks and queues the objects they point to.  The world restarts.
