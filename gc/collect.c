@@ -81,7 +81,7 @@ static __attribute__((noinline)) void stw_cycle(struct thread *self, const char 
     for (struct thread *t = tern_threads; t; t = t->next) tern_tcache_publish(t->tc);
     atomic_fetch_add(&tern_sweepgen, 2);
     uint64_t after = atomic_load(&tern_in_use);
-    tern_pacer_cycle_done(live, 0, 0, why);
+    tern_pacer_cycle_done(live, 0, why);
     atomic_store(&tern_stats_g.live_bytes, live);
     if (self) atomic_store(&self->sp, 0);
     unsigned threads = tern_nthreads;
@@ -249,8 +249,7 @@ static void concurrent_cycle(const char *why) {
     atomic_store(&tern_gc_black, 0);
     __atomic_store_n(&tern_marking_, 0, __ATOMIC_SEQ_CST);
     uint64_t after = atomic_load(&tern_in_use);
-    uint64_t black = atomic_load(&tern_stats_g.allocated_bytes) - alloc0;
-    tern_pacer_cycle_done(marked, black, after > before ? after - before : 0, why);
+    tern_pacer_cycle_done(marked, after > before ? after - before : 0, why);
     atomic_store(&tern_stats_g.live_bytes, marked);
     unsigned threads = tern_nthreads;
     tern_start_world();

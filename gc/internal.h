@@ -487,7 +487,7 @@ extern _Atomic uint64_t tern_next_gc;      /* the heap goal */
 extern _Atomic uint64_t tern_trigger;      /* where a concurrent cycle starts */
 void tern_pacer_note_alloc(int64_t bytes, int64_t objs, bool may_collect);
 void tern_pacer_note_free(uint64_t bytes);
-void tern_pacer_cycle_done(uint64_t live, uint64_t black, uint64_t grown_while_marking, const char *why);
+void tern_pacer_cycle_done(uint64_t live, uint64_t grown_while_marking, const char *why);
 void tern_pacer_init(void);
 void tern_pacer_limit_changed(void);   /* tern_set_memory_limit */
 
