@@ -59,7 +59,9 @@ struct tern_stats {
     uint64_t heap_bytes;        /* bytes in spans holding objects (used + free)   */
     uint64_t mapped_bytes;      /* bytes mapped from the OS for the heap          */
     uint64_t live_bytes;        /* bytes marked live by the last cycle            */
-    uint64_t in_use_bytes;      /* bytes allocated and not yet reclaimed          */
+    uint64_t in_use_bytes;      /* the pacer's count: live_bytes plus what was    *
+                                 * allocated since the last cycle ended (objects  *
+                                 * allocated while it marked are not counted)     */
     uint64_t next_gc_bytes;     /* in-use size at which the next cycle starts     */
     uint64_t allocated_bytes;   /* total bytes handed out since start             */
     uint64_t allocated_objects; /* total objects handed out since start           */
