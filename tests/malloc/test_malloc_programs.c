@@ -33,11 +33,16 @@ static void rm_tmp(void) {
 }
 
 /* Runs `sh -c script` with env prefix `envs` ("" or "A=b C=d"), stdout to
- * tmpdir/out.N, stderr to tmpdir/err.N; returns the exit status. */
+ * tmpdir/out.N, stderr to tmpdir/err.N; returns the exit status (124: it
+ * ran past RUN_LIMIT and was killed).  Without it, a program that never
+ * ends outlives the test: once, during a run of the suite under every
+ * barrier kind, the C++ test program `t` was left spinning on a core (found
+ * 9 minutes later, its kind not known). */
+#define RUN_LIMIT "120"
 static int run(const char *envs, const char *script, int n) {
     char cmd[8192];
-    snprintf(cmd, sizeof cmd, "cd '%s' && env %s sh -c '%s' >'%s/out.%d' 2>'%s/err.%d'", tmpdir, envs, script,
-             tmpdir, n, tmpdir, n);
+    snprintf(cmd, sizeof cmd, "cd '%s' && timeout -k 5 " RUN_LIMIT " env %s sh -c '%s' >'%s/out.%d' 2>'%s/err.%d'",
+             tmpdir, envs, script, tmpdir, n, tmpdir, n);
     int st = system(cmd);
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
