@@ -410,7 +410,7 @@ static inline void *tc_alloc(struct tcache *tc, unsigned sc, bool zero) {
         if (c->needzero && zero) {
             uint32_t size = c->size;
             if (size > 64) return hand_out_cleared(tc, c, b, p);
-            typedef uint64_t v2 __attribute__((vector_size(16)));
+            typedef uint64_t v2 __attribute__((vector_size(16), may_alias));
             v2 *q = (v2 *)p, z = {0, 0};
             q[0] = z;
             if (size > 16) q[1] = z;
