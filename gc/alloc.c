@@ -32,14 +32,21 @@ static inline void mark_slot(struct span *s, uintptr_t p) {
     atomic_fetch_or_explicit(&s->mark[i / 64], 1ull << (i % 64), memory_order_relaxed);
 }
 
-static __attribute__((noinline)) void *mark_black(struct tcache *tc, struct span *s, uintptr_t p) {
+/* Set bits in mark word mw if marking runs, unstoppably (above). */
+static void mark_if_black(struct tcache *tc, _Atomic uint64_t *mw, uint64_t bits) {
     atomic_store_explicit(&tc->nostop, 1, memory_order_relaxed);
     atomic_signal_fence(memory_order_seq_cst);
-    if (atomic_load_explicit(&tern_gc_black, memory_order_relaxed)) mark_slot(s, p);
+    if (atomic_load_explicit(&tern_gc_black, memory_order_relaxed))
+        atomic_fetch_or_explicit(mw, bits, memory_order_relaxed);
     atomic_signal_fence(memory_order_seq_cst);
     atomic_store_explicit(&tc->nostop, 0, memory_order_relaxed);
     atomic_signal_fence(memory_order_seq_cst);
     if (unlikely(atomic_load_explicit(&tc->stop_deferred, memory_order_relaxed))) tern_thread_stop_deferred();
+}
+
+static __attribute__((noinline)) void *mark_black(struct tcache *tc, struct span *s, uintptr_t p) {
+    size_t i = span_slot(s, p - s->base);
+    mark_if_black(tc, &s->mark[i / 64], 1ull << (i % 64));
     return (void *)p;
 }
 
@@ -62,19 +69,15 @@ static __attribute__((noinline)) void *mark_black(struct tcache *tc, struct span
  *
  * The start pause sets markslow on every cache (tern_tcache_black_start):
  * the rest of a word loaded before marking began is marked slot by slot.
- * The test of tern_gc_black and the marking are one unstoppable step, as
- * in mark_black. */
+ * The test of tern_gc_black and the marking are one unstoppable step
+ * (mark_if_black), as for a single object. */
 static __attribute__((noinline)) void black_word(struct tcache *tc, struct tc_class *c, struct span *s, unsigned w,
                                                  uint64_t free) {
-    atomic_store_explicit(&tc->nostop, 1, memory_order_relaxed);
-    atomic_signal_fence(memory_order_seq_cst);
-    if (atomic_load_explicit(&tern_gc_black, memory_order_relaxed))
-        atomic_fetch_or_explicit(&s->mark[w], free, memory_order_relaxed);
+    /* cleared first: a start pause after this sets it again, and then
+     * the word is marked whole below as well */
     __atomic_store_n(&c->markslow, 0, __ATOMIC_RELAXED);
     atomic_signal_fence(memory_order_seq_cst);
-    atomic_store_explicit(&tc->nostop, 0, memory_order_relaxed);
-    atomic_signal_fence(memory_order_seq_cst);
-    if (unlikely(atomic_load_explicit(&tc->stop_deferred, memory_order_relaxed))) tern_thread_stop_deferred();
+    mark_if_black(tc, &s->mark[w], free);
 }
 
 /* Start pause (world stopped): every cache marks the rest of its current

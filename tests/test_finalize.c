@@ -897,14 +897,7 @@ Test(finalize, all_features_threads)
 #define REG_CYCLES 100   /* ... and until this many cycles ran meanwhile */
 #define REG_N 200000     /* at most */
 #define REG_SLOTS 256
-static atomic_int reg_stop, reg_runs[REG_N], reg_bad;
-
-static void *reg_collector(void *arg)
-{
-    (void)arg;
-    while (!atomic_load(&reg_stop)) tern_collect();
-    return NULL;
-}
+static atomic_int reg_runs[REG_N], reg_bad;
 
 static uint64_t cycles_now(void)
 {
@@ -928,7 +921,7 @@ Test(finalize, registering_while_the_collector_pauses)
     cr_assert(keys && ephs && ids);
     for (uint32_t k = 0; k < REG_SLOTS; k++) keys[k] = obj_new(REG_N + k);
     pthread_t col;
-    cr_assert_eq(pthread_create(&col, NULL, reg_collector, NULL), 0);
+    cr_assert_eq(pthread_create(&col, NULL, collector, NULL), 0); /* collections back to back */
     int lost = 0;
     uint32_t n = 0;
     uint64_t c0 = cycles_now();
@@ -946,7 +939,7 @@ Test(finalize, registering_while_the_collector_pauses)
             for (unsigned j = 0; j < REG_SLOTS; j++)
                 lost += !obj_ok(tern_ephemeron_value(ephs[j]), ids[j]);
     }
-    atomic_store(&reg_stop, 1);
+    atomic_store(&stop_collector, 1);
     pthread_join(col, NULL);
     cr_assert_eq(lost, 0, "%d ephemeron values with a live key were lost", lost);
     int done = 0, twice = 0;
