@@ -70,7 +70,6 @@ static __attribute__((noinline)) void stw_cycle(struct thread *self, const char 
 
     uint64_t t0 = tern_now_ns();
     uint64_t before = atomic_load(&tern_in_use);
-    atomic_store(&tern_stats_g.cycle_start_alloc, atomic_load(&tern_stats_g.allocated_bytes));
     tern_stop_world();
     if (self) tern_thread_save_self(self);
     tern_mark_free_lists();
@@ -150,8 +149,6 @@ static void concurrent_cycle(const char *why) {
     tern_central_lock_all();
     uint64_t t0 = tern_now_ns();
     uint64_t before = atomic_load(&tern_in_use);
-    uint64_t alloc0 = atomic_load(&tern_stats_g.allocated_bytes);
-    atomic_store(&tern_stats_g.cycle_start_alloc, alloc0);
     tern_stop_world();
     uint64_t stop1 = tern_now_ns() - t0;
     tern_mark_start();

@@ -512,8 +512,7 @@ void tern_collect_atfork_child(void);
 struct tern_global_stats {
     _Atomic uint64_t cycles, allocated_bytes, allocated_objects, freed_bytes,
         explicit_frees, total_pause_ns, max_pause_ns, last_pause_ns, mark_cpu_ns,
-        gc_cpu_ns, live_bytes, pauses,
-        cycle_start_alloc; /* allocated_bytes when the last cycle started */
+        gc_cpu_ns, live_bytes, pauses;
     _Atomic uint32_t markers;
 };
 extern struct tern_global_stats tern_stats_g;
