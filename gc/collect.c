@@ -436,30 +436,14 @@ void tern_gc_background(const char *why) {
 
 bool tern_gc_in_progress(void) { return atomic_load(&gc_running) != 0; }
 
-/* Allocation while marking: help the marker.  Past the goal, or while
- * pre-cleaning fails to converge (tern_assist_hard), a thread scans
- * tern_assist_factor bytes per byte it allocated.  Between the trigger and
- * the goal it scans in proportion, as Go's assists do: the scanning still
- * expected this cycle (the last cycle's scanning, less what the markers and
- * assists have done so far) over the room left before the goal, so that
- * marking ends near the goal however fast the program allocates and
- * however few cores the background markers have. */
+/* Allocation while marking: help the marker when past the goal, or
+ * always while pre-cleaning fails to converge (tern_assist_hard). */
 _Atomic int tern_assist_hard;
 void tern_gc_assist(uint64_t bytes) {
-    if (!atomic_load_explicit(&tern_gc_black, memory_order_relaxed)) return;
-    uint64_t in_use = atomic_load_explicit(&tern_in_use, memory_order_relaxed);
-    uint64_t goal = atomic_load_explicit(&tern_next_gc, memory_order_relaxed);
-    if (atomic_load_explicit(&tern_assist_hard, memory_order_relaxed) || in_use > goal) {
-        tern_mark_assist(bytes * atomic_load_explicit(&tern_assist_factor, memory_order_relaxed));
-        return;
-    }
-    uint64_t expect = atomic_load_explicit(&tern_scan_work_last, memory_order_relaxed);
-    uint64_t done = atomic_load_explicit(&tern_scan_work, memory_order_relaxed);
-    if (expect <= done) return;
-    uint64_t room = goal - in_use, floor = goal / 32;
-    if (room < floor) room = floor;
-    uint64_t budget = (uint64_t)((double)bytes * (double)(expect - done) / (double)room);
-    if (budget >= bytes / 8) tern_mark_assist(budget);
+    if (atomic_load_explicit(&tern_gc_black, memory_order_relaxed) &&
+        (atomic_load_explicit(&tern_assist_hard, memory_order_relaxed) ||
+         atomic_load_explicit(&tern_in_use, memory_order_relaxed) > atomic_load_explicit(&tern_next_gc, memory_order_relaxed)))
+        tern_mark_assist(bytes);
 }
 
 /* In a forked child the collector thread is gone (a fork never happens

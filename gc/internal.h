@@ -420,8 +420,7 @@ void tern_mark_close_assists(void);                    /* before the final pause
 void tern_mark_open_assists(void);
 size_t tern_mark_finish(unsigned markers, uint64_t *helper_cpu); /* final pause */
 void tern_mark_cycle_end(void);                        /* world running again */
-void tern_mark_assist(uint64_t budget);                /* a mutator scans budget bytes */
-extern _Atomic uint64_t tern_scan_work, tern_scan_work_last; /* bytes scanned: this cycle, the last */
+void tern_mark_assist(uint64_t bytes);                 /* a mutator helps */
 void tern_mark_shade(void *value);                     /* explicit barrier */
 void tern_mark_shade_range(uintptr_t lo, uintptr_t hi); /* explicit barrier */
 void tern_mark_thread_exit(struct thread *t);          /* hand over its shades */

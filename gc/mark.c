@@ -28,9 +28,9 @@
  *
  * 5. Concurrent mark.  Background markers (a quarter of the cores, at
  *    least one; TERN_MARKERS sets the count) drain the queues while the
- *    program runs.  A thread that allocates assists: it marks in
- *    proportion to what it allocates, more past the heap goal (collect.c,
- *    tern_gc_assist), so the heap cannot outrun the marker.
+ *    program runs.  A thread that allocates past the heap goal while the
+ *    markers are behind assists: it marks in proportion to what it
+ *    allocates, so the heap cannot outrun the marker.
  *
  * 6. Pre-clean.  The barrier reports the pages written since it was armed
  *    (or since the last round) and records afresh; every marked object on
@@ -135,9 +135,6 @@ static struct {
           .start = PTHREAD_COND_INITIALIZER, .finished = PTHREAD_COND_INITIALIZER};
 
 _Atomic uint64_t tern_marked_bytes;
-_Atomic uint64_t tern_scan_work;      /* bytes scanned this cycle (pacer.c) */
-_Atomic uint64_t tern_scan_work_last; /* ... by the whole last cycle     */
-#define WORK_FLUSH (64u << 10)         /* markers publish it in batches    */
 static bool single_marker; /* one marker, world stopped: plain mark-bit updates */
 static unsigned pause_n = 1; /* markers of the pause now running (finalize.c drains) */
 static _Atomic int assist_hungry; /* an assist found the pool empty */
@@ -349,7 +346,6 @@ static void drain(struct marker *m) {
     unsigned tick = 0;
     uintptr_t qb[PREFETCH_DEPTH], ql[PREFETCH_DEPTH];
     unsigned qh = 0, qn = 0;
-    uint64_t work = 0;
     for (;;) {
         for (;;) {
             while (qn < PREFETCH_DEPTH) {
@@ -365,10 +361,6 @@ static void drain(struct marker *m) {
             qh = (qh + 1) % PREFETCH_DEPTH;
             qn--;
             scan_entry(m, b, l);
-            if ((work += entry_bytes(b, l)) >= WORK_FLUSH) {
-                atomic_fetch_add_explicit(&tern_scan_work, work, memory_order_relaxed);
-                work = 0;
-            }
             if ((++tick & 15) == 0 && m->st.n > 64 &&
                 (atomic_load_explicit(&pool.waiting, memory_order_relaxed) ||
                  atomic_load_explicit(&assist_hungry, memory_order_relaxed))) {
@@ -402,7 +394,6 @@ static void drain(struct marker *m) {
         take(m, p);
         pthread_mutex_unlock(&pool.lock);
     }
-    atomic_fetch_add_explicit(&tern_scan_work, work, memory_order_relaxed);
     m->cpu_ns += tern_thread_cpu_ns() - cpu0;
 }
 
@@ -974,7 +965,6 @@ void tern_mark_start(void) {
     pthread_once(&assist_once, assist_init);
     single_marker = false;
     reset_markers();
-    atomic_store(&tern_scan_work_last, atomic_exchange(&tern_scan_work, 0));
     atomic_store(&overflowed, 0);
     uint64_t cpu0 = tern_thread_cpu_ns();
     if (tern_cfg.checkmark) checkmark_clean_start();
@@ -1073,9 +1063,9 @@ static uint64_t assist_park(void) {
     return tern_now_ns() - w0;
 }
 
-/* A mutator allocated while marking runs and it must help: scan `budget`
- * bytes, taking work from the shared pool. */
-void tern_mark_assist(uint64_t budget) {
+/* A mutator allocated `bytes` while marking runs and it must help: scan
+ * tern_assist_factor times as much, taking work from the shared pool. */
+void tern_mark_assist(uint64_t bytes) {
     if (!atomic_load_explicit(&assists_open, memory_order_relaxed)) return;
     if (pthread_rwlock_tryrdlock(&assist_lock) != 0) return;
     unsigned k;
@@ -1088,7 +1078,7 @@ void tern_mark_assist(uint64_t budget) {
     }
     struct marker *m = &markers[ASSIST_FIRST + k];
     uint64_t t0 = tern_now_ns(), cpu0 = tern_thread_cpu_ns(), done = 0;
-    uint64_t parked = 0;
+    uint64_t budget = bytes * atomic_load_explicit(&tern_assist_factor, memory_order_relaxed), parked = 0;
     while (done < budget) {
         uintptr_t b, l;
         if (!pop(m, &b, &l)) {
@@ -1114,7 +1104,6 @@ void tern_mark_assist(uint64_t budget) {
         scan_entry(m, b, l);
         done += entry_bytes(b, l);
     }
-    atomic_fetch_add_explicit(&tern_scan_work, done, memory_order_relaxed);
     give_back(m);
     m->cpu_ns += tern_thread_cpu_ns() - cpu0;
     uint64_t took = tern_now_ns() - t0;

@@ -20,10 +20,9 @@
  * minus what the heap grew during the last marking (scaled by the growth
  * of live data, plus a fifth), kept
  * between 40% and 95% of the way from live data to the goal.  With the
- * stw barrier the trigger is the goal.  While marking, an allocating
- * thread assists the marker in proportion to what it allocates (collect.c,
- * tern_gc_assist), harder past the goal; far past it (half the goal
- * again), it waits for the cycle to end. */
+ * stw barrier the trigger is the goal.  Past the goal while marking, an
+ * allocating thread assists the marker (mark.c); far past it (half the
+ * goal again), it waits for the cycle to end. */
 #include "internal.h"
 
 #include <string.h>
