@@ -399,7 +399,7 @@ void tern_roots_unlock(void);
 /* ---- the write barrier (barrier.c) ------------------------------------ */
 typedef void (*tern_dirty_fn)(uintptr_t lo, uintptr_t hi, void *arg);
 extern int tern_barrier_kind;                 /* enum tern_barrier, never AUTO */
-extern bool tern_barrier_dropin;              /* malloc shim: auto skips mprotect */
+extern bool tern_barrier_dropin;              /* malloc shim: auto skips mprotect, explicit refused */
 void tern_barrier_init(int want);
 void tern_barrier_chunk_added(struct chunk *c); /* heap lock held */
 void tern_barrier_arm(void);

@@ -49,6 +49,7 @@ void tern_atfork_shim(void (*prepare)(void), void (*release)(void));
 
 enum { ST_NONE, ST_INIT, ST_READY };
 static _Atomic int state;
+bool tern_barrier_dropin = true; /* barrier.c: the program's stores are plain */
 static int free_ignore;    /* TERN_FREE=ignore  */
 static int leak_mode;      /* TERN_LEAKS=report */
 static int abort_on_error; /* TERN_ABORT_ON_ERROR=1 */
@@ -374,7 +375,6 @@ static __attribute__((noinline)) bool shim_init(void) {
     int no_scan = !scan_maps;
     env_choice("TERN_SCAN_MAPPINGS", "0", "1", &no_scan);
     scan_maps = !no_scan;
-    tern_barrier_dropin = true;
     tern_ensure_init();
     tern_real_sigmask(); /* resolve now: dlsym may allocate */
     tern_roots_set_cycle_hook(cycle_hook);

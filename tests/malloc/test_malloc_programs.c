@@ -2,7 +2,9 @@
  * installed programs under LD_PRELOAD in every mode (same output as with
  * glibc's malloc), leak reports, error reports, threads, C++.
  * This program itself uses glibc's malloc; only its children use Tern. */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,7 +39,8 @@ static void rm_tmp(void) {
  * ran past RUN_LIMIT and was killed).  Without it, a program that never
  * ends outlives the test: once, during a run of the suite under every
  * barrier kind, the C++ test program `t` was left spinning on a core (found
- * 9 minutes later, its kind not known). */
+ * 9 minutes later; most likely under TERN_BARRIER=explicit, where it later
+ * crashed or hung in 11 of about 50 runs, and which the shim now refuses). */
 #define RUN_LIMIT "120"
 static int run(const char *envs, const char *script, int n) {
     char cmd[8192];
@@ -211,6 +214,9 @@ Test(malloc_programs, bad_frees_reported) {
     cr_assert_not_null(strstr(err, "at errors_here+"), "call site named: %s", err);
     int lines = 0;
     for (char *s = err; (s = strstr(s, "tern: ")); s++) lines++;
+    /* (the suite may run under TERN_BARRIER=explicit, which the shim
+     * refuses with a report of its own) */
+    if (strstr(err, "ignoring TERN_BARRIER=explicit")) lines--;
     cr_assert_eq(lines, 3, "exactly three reports (aligned free is fine):\n%s", err);
     free(err);
     cr_assert_eq(helper("TERN_ABORT_ON_ERROR=1", "errors", 2), 128 + 6, "aborts on the double free");
