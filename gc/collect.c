@@ -87,10 +87,8 @@ static __attribute__((noinline)) void stw_cycle(struct thread *self, const char 
 
     tern_start_world();
     uint64_t pause = tern_now_ns() - t0;
-    /* Still holding every central lock, so no list is seen half moved,
-     * but no longer inside the pause. */
-    tern_central_begin_sweep();
     tern_central_unlock_all();
+    tern_central_begin_sweep(); /* outside the pause, a class at a time */
     pthread_mutex_unlock(&tern_threads_lock);
     tern_roots_done();
 
@@ -252,8 +250,8 @@ static void concurrent_cycle(const char *why) {
     tern_start_world();
     uint64_t pause2 = tern_now_ns() - t1;
     pthread_mutex_unlock(&tern_heap.lock);
-    tern_central_begin_sweep();
     tern_central_unlock_all();
+    tern_central_begin_sweep(); /* outside the pause, a class at a time */
     pthread_mutex_unlock(&tern_threads_lock);
     tern_roots_done();
     tern_mark_open_assists();
@@ -371,8 +369,10 @@ static bool ask_collector(const char *why, bool fresh, bool wait) {
     if (st != 2) return false;
     pthread_mutex_lock(&req_lock);
     uint64_t target = request_locked(why, fresh);
+    uint64_t w0 = wait && finished < target && unlikely(tern_timeline_on) ? tern_now_ns() : 0;
     while (wait && finished < target) pthread_cond_wait(&req_done, &req_lock);
     pthread_mutex_unlock(&req_lock);
+    if (w0) tern_tl_complete("wait for cycle", w0, tern_now_ns() - w0);
     return true;
 }
 

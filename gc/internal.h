@@ -271,7 +271,7 @@ void tern_central_put(struct span *s);                /* from a cache  */
 void tern_central_note_free(struct span *s);          /* FULL -> PARTIAL */
 void tern_central_lock_all(void);
 void tern_central_unlock_all(void);
-void tern_central_begin_sweep(void);                  /* cycle end, central locks held */
+void tern_central_begin_sweep(void);                  /* cycle end, central locks not held */
 size_t tern_central_trim(void);                       /* idle: free spans left empty by frees */
 void tern_list_push(struct span **head, struct span *s);
 void tern_list_remove(struct span **head, struct span *s);

@@ -117,25 +117,31 @@ bool tern_object_live(struct span *s, size_t idx) {
     return live;
 }
 
-/* Sweep every span that still needs it; returns when none is left. */
+/* Sweep every span that still needs it; returns when none is left.  A
+ * class's unswept spans are swept SWEEP_BATCH at a time, its lock released
+ * between batches: swept under one hold, a class of 12,000 spans kept the
+ * threads allocating from it waiting 10-20 ms (the pause workload's worst
+ * steps, just before each start pause). */
+#define SWEEP_BATCH 32
 void tern_sweep_finish(void) {
     for (unsigned sc = 2; sc < 2 * tern_nclasses; sc++) {
         struct central *c = &tern_central[sc];
-        if (!__atomic_load_n(&c->unswept, __ATOMIC_RELAXED)) continue;
-        struct span *keep = NULL;
-        pthread_mutex_lock(&c->lock);
-        while (c->unswept) {
-            struct span *s = c->unswept;
-            tern_list_remove(&c->unswept, s);
-            tern_sweep_ensure_locked(s);
-            s->next = keep;
-            keep = s;
-        }
-        pthread_mutex_unlock(&c->lock);
-        while (keep) {
-            struct span *s = keep;
-            keep = s->next;
-            tern_central_put(s);
+        while (__atomic_load_n(&c->unswept, __ATOMIC_RELAXED)) {
+            struct span *keep = NULL;
+            pthread_mutex_lock(&c->lock);
+            for (int k = 0; k < SWEEP_BATCH && c->unswept; k++) {
+                struct span *s = c->unswept;
+                tern_list_remove(&c->unswept, s);
+                tern_sweep_ensure_locked(s);
+                s->next = keep;
+                keep = s;
+            }
+            pthread_mutex_unlock(&c->lock);
+            while (keep) {
+                struct span *s = keep;
+                keep = s->next;
+                tern_central_put(s);
+            }
         }
     }
     /* Spans in caches, large spans, and any span another sweeper holds. */
