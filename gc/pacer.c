@@ -22,7 +22,7 @@
  * between 40% and 95% of the way from live data to the goal.  With the
  * stw barrier the trigger is the goal.  Past the goal while marking, an
  * allocating thread assists the marker (mark.c); far past it (half the
- * goal again), it waits for the cycle to end. */
+ * goal again), it waits for the cycle's final pause to end. */
 #include "internal.h"
 
 #include <string.h>
