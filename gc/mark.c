@@ -211,7 +211,7 @@ static inline __attribute__((always_inline)) bool mark_word(struct marker *m, ui
  * nodes, a list's cells, an array's elements were allocated side by side),
  * so scan_range remembers the last span found and the address range it
  * covered, and skips the chunk map and page map when the next word falls
- * in it: GCBench's marking spends a third less.  The span's fields are
+ * in it (GCBench: mark CPU per cycle 6.15 -> 5.42 ms).  The span's fields are
  * read afresh for every word, as a lookup would: if the span was freed and
  * its pages reused meanwhile, the memory holds only objects allocated
  * during marking, which are born marked, and the fresh state, base and
