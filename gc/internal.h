@@ -268,6 +268,8 @@ struct central {
 extern struct central tern_central[NSPANCLASS];
 struct span *tern_central_take(unsigned spanclass);   /* CACHED, swept */
 void tern_central_put(struct span *s);                /* from a cache  */
+bool tern_central_place_locked(struct central *c, struct span *s); /* swept, on no list; true: empty */
+size_t tern_central_release_chain(struct span *s);    /* spans linked by next, no lock held */
 void tern_central_note_free(struct span *s);          /* FULL -> PARTIAL */
 void tern_central_lock_all(void);
 void tern_central_unlock_all(void);

@@ -1074,17 +1074,11 @@ static uint64_t assist_park(void) {
  * program, no longer assisting, ran into the hard limit). */
 #define ASSIST_TAKE 4
 static void take_few(struct marker *m, struct packet *p) {
-    if (p->n <= ASSIST_TAKE) {
+    if (p->n <= ASSIST_TAKE || (m->st.cap - m->st.n < ASSIST_TAKE && !mstack_grow(&m->st))) {
         pool.full = p->next;
-        take(m, p);
+        take(m, p); /* keeps what does not fit in the pool */
         return;
     }
-    while (m->st.cap - m->st.n < ASSIST_TAKE)
-        if (!mstack_grow(&m->st)) {
-            pool.full = p->next;
-            take(m, p); /* keeps what does not fit in the pool */
-            return;
-        }
     p->n -= ASSIST_TAKE;
     memcpy(m->st.v + 2 * m->st.n, p->v + 2 * p->n, sizeof(uintptr_t) * 2 * ASSIST_TAKE);
     m->st.n += ASSIST_TAKE;

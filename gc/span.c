@@ -156,16 +156,12 @@ struct span *tern_central_take(unsigned sc) {
     return s;
 }
 
-/* A cache gives a span back (it is exhausted, or the thread is leaving). */
-void tern_central_put(struct span *s) {
-    struct central *c = &tern_central[s->spanclass];
-    pthread_mutex_lock(&c->lock);
+/* c's lock held: put swept span s (on no list) on c's partial or full
+ * list.  True when it is empty instead: the caller releases it once the
+ * lock is dropped (tern_central_release_chain). */
+bool tern_central_place_locked(struct central *c, struct span *s) {
     merge_freed(s);
-    if (is_empty(s)) {
-        pthread_mutex_unlock(&c->lock);
-        tern_span_release(s);
-        return;
-    }
+    if (is_empty(s)) return true;
     if (has_free(s)) {
         atomic_store(&s->state, SPAN_PARTIAL);
         tern_list_push(&c->partial, s);
@@ -173,7 +169,29 @@ void tern_central_put(struct span *s) {
         atomic_store(&s->state, SPAN_FULL);
         tern_list_push(&c->full, s);
     }
+    return false;
+}
+
+/* Give back to the heap every span of a chain linked through next (no
+ * central lock held).  Returns how many. */
+size_t tern_central_release_chain(struct span *s) {
+    size_t n = 0;
+    while (s) {
+        struct span *next = s->next;
+        tern_span_release(s);
+        s = next;
+        n++;
+    }
+    return n;
+}
+
+/* A cache gives a span back (it is exhausted, or the thread is leaving). */
+void tern_central_put(struct span *s) {
+    struct central *c = &tern_central[s->spanclass];
+    pthread_mutex_lock(&c->lock);
+    bool empty = tern_central_place_locked(c, s);
     pthread_mutex_unlock(&c->lock);
+    if (empty) tern_span_release(s);
 }
 
 /* An object in s was freed explicitly: a full span becomes partial. */
@@ -251,12 +269,7 @@ size_t tern_central_trim(void) {
                 empty = s;
             }
         pthread_mutex_unlock(&c->lock);
-        while (empty) {
-            struct span *s = empty;
-            empty = s->next;
-            tern_span_release(s);
-            n++;
-        }
+        n += tern_central_release_chain(empty);
     }
     return n;
 }

@@ -127,21 +127,16 @@ void tern_sweep_finish(void) {
     for (unsigned sc = 2; sc < 2 * tern_nclasses; sc++) {
         struct central *c = &tern_central[sc];
         while (__atomic_load_n(&c->unswept, __ATOMIC_RELAXED)) {
-            struct span *keep = NULL;
+            struct span *empty = NULL;
             pthread_mutex_lock(&c->lock);
             for (int k = 0; k < SWEEP_BATCH && c->unswept; k++) {
                 struct span *s = c->unswept;
                 tern_list_remove(&c->unswept, s);
                 tern_sweep_ensure_locked(s);
-                s->next = keep;
-                keep = s;
+                if (tern_central_place_locked(c, s)) s->next = empty, empty = s;
             }
             pthread_mutex_unlock(&c->lock);
-            while (keep) {
-                struct span *s = keep;
-                keep = s->next;
-                tern_central_put(s);
-            }
+            tern_central_release_chain(empty);
         }
     }
     /* Spans in caches, large spans, and any span another sweeper holds. */
